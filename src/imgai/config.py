@@ -1,0 +1,322 @@
+"""Configuration: the schema below is the single source of every default.
+
+A run's configuration is built in three steps:
+
+1. YAML files are read and deep-merged in order (later files win);
+2. ``key.sub=value`` overrides from the command line are applied (values are parsed as YAML, so
+   ``data.image_size=[128,128]`` and ``train.learning_rate=3e-4`` do what they look like);
+3. the result is validated against :class:`Config`.
+
+Every mistake becomes one :class:`~imgai.errors.ImgaiError` line: an unknown key names the closest
+valid key, a bad value names its dotted path, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from imgai.errors import ImgaiError
+
+
+class _Section(BaseModel):
+    # Unknown keys are caught earlier with a "did you mean" hint; forbid is the safety net.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Where the images are and how they are turned into batches."""
+
+    root: str | None = Field(
+        None,
+        description="Folder with one sub-folder per class, or with train/ val/ test/ sub-folders "
+        "that each hold the class folders.",
+    )
+    train_dir: str | None = Field(None, description="Explicit training folder (overrides root).")
+    val_dir: str | None = Field(None, description="Explicit validation folder.")
+    test_dir: str | None = Field(None, description="Explicit test folder.")
+    validation_split: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="Fraction of the training folder held out for validation when there is no "
+        "validation folder (same files as keras.utils.image_dataset_from_directory with the "
+        "same seed).",
+    )
+    image_size: tuple[int, int] = Field(
+        (224, 224), description="[height, width] the images are resized to; each at least 32."
+    )
+    color_mode: Literal["rgb", "grayscale"] = Field("rgb", description="rgb (3 channels) or grayscale (1).")
+    interpolation: Literal["bilinear", "nearest", "bicubic"] = Field(
+        "bilinear", description="Resize filter, used by the loader and by the resize layer in the model."
+    )
+    batch_size: int = Field(32, ge=1, description="Images per training step.")
+    shuffle: bool = Field(True, description="Shuffle the file list before splitting and every epoch.")
+    workers: int = Field(0, ge=0, description="Threads that decode images; 0 = one per CPU core.")
+
+    @field_validator("image_size", mode="before")
+    @classmethod
+    def _square_from_int(cls, value: Any) -> Any:
+        # "data.image_size=128" is the natural thing to type for a square image.
+        if isinstance(value, int) and not isinstance(value, bool):
+            return (value, value)
+        return value
+
+    @field_validator("image_size")
+    @classmethod
+    def _at_least_32(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if min(value) < 32:
+            raise ValueError("each side must be at least 32 pixels")
+        return value
+
+
+class ModelConfig(_Section):
+    """Which architecture to build; the parameters below apply to ``cnn``."""
+
+    name: str = Field("cnn", description="Architecture from the model registry (see 'imgai config show').")
+    filters: list[int] = Field(
+        [32, 64, 128], min_length=1, description="Conv2D filters per block; each block ends in 2x2 max-pooling."
+    )
+    kernel_size: int = Field(3, ge=1, description="Conv2D kernel size.")
+    dense_units: int = Field(512, ge=1, description="Units of the dense layer before the classifier.")
+    dropout: float = Field(0.5, ge=0.0, lt=1.0, description="Dropout rate before the classifier.")
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from imgai.models import available_models
+
+        names = available_models()
+        if value not in names:
+            raise ValueError(f"unknown model; available: {', '.join(names)}")
+        return value
+
+    @field_validator("filters")
+    @classmethod
+    def _positive_filters(cls, value: list[int]) -> list[int]:
+        if any(f < 1 for f in value):
+            raise ValueError("every filter count must be at least 1")
+        return value
+
+
+class TrainConfig(_Section):
+    """How the model is fitted."""
+
+    epochs: int = Field(10, ge=1, description="Passes over the training data.")
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = Field("adam", description="Optimizer.")
+    learning_rate: float = Field(1e-3, gt=0.0, description="Optimizer learning rate.")
+    loss: Literal["categorical_crossentropy"] = Field(
+        "categorical_crossentropy", description="Loss on one-hot labels."
+    )
+    monitor: Literal["val_accuracy", "val_loss", "accuracy", "loss"] = Field(
+        "val_accuracy", description="Metric that picks best.keras (val_* needs validation data)."
+    )
+    top_k: int = Field(5, ge=2, description="k of the top-k accuracy reported when there are more than 5 classes.")
+
+
+class OutputConfig(_Section):
+    """Where runs are written."""
+
+    dir: str = Field("runs", description="Parent folder of all runs.")
+    name: str | None = Field(
+        None, description="Run folder name; auto-numbered (run1, run2, ...) when empty. Never overwritten."
+    )
+
+
+class Config(_Section):
+    """A whole imgai configuration."""
+
+    seed: int = Field(123, description="Seeds the split, the shuffling and the weight initialisation.")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML-friendly dict (tuples become lists)."""
+        return _plain(self.model_dump(mode="python"))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def defaults() -> Config:
+    """The default configuration: every default lives in the schema above."""
+    return Config()
+
+
+# --------------------------------------------------------------------------------------------
+# Loading, merging, overriding
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read one YAML config file into a dict, with user-facing errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImgaiError(f"config file '{path}' not found: check the path given to --config")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ImgaiError(f"config file '{path}' is not valid YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise ImgaiError(f"config file '{path}' is not a UTF-8 text file") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ImgaiError(f"config file '{path}' must hold a mapping of sections (data:, model:, ...)")
+    return data
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``update`` into a copy of ``base``; nested dicts merge, everything else replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.epochs=5"`` -> (["train", "epochs"], 5). Values are parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ImgaiError(f"override '{text}' is not of the form key.sub=value (for example train.epochs=5)")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw  # an unparseable value stays a string; the schema then judges it
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    data = copy.deepcopy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def _valid_paths(model: type[BaseModel], prefix: str = "") -> dict[str, type[BaseModel] | None]:
+    """Every dotted key the schema knows, mapped to its section model (None for leaves)."""
+    paths: dict[str, type[BaseModel] | None] = {}
+    for name, field in model.model_fields.items():
+        dotted = f"{prefix}{name}"
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            paths[dotted] = annotation
+            paths.update(_valid_paths(annotation, dotted + "."))
+        else:
+            paths[dotted] = None
+    return paths
+
+
+def _check_unknown_keys(data: dict[str, Any], model: type[BaseModel], prefix: str = "") -> None:
+    known = _valid_paths(Config)
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if not isinstance(key, str) or key not in model.model_fields:
+            siblings = list(model.model_fields)
+            # Compare bare names first (the shared prefix would make every sibling look close),
+            # then dotted paths anywhere, for a key put in the wrong section.
+            close = [f"{prefix}{m}" for m in difflib.get_close_matches(str(key), siblings, n=1, cutoff=0.6)]
+            close = close or difflib.get_close_matches(str(dotted), list(known), n=1, cutoff=0.75)
+            valid = ", ".join(f"{prefix}{name}" for name in siblings)
+            hint = f"; did you mean {close[0]}?" if close else f"; valid keys here: {valid}"
+            raise ImgaiError(f"unknown config key '{dotted}'{hint}")
+        section = known.get(dotted)
+        if section is not None:
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise ImgaiError(
+                    f"config key '{dotted}' must be a section (a mapping such as {dotted}.<key>: value), "
+                    f"got {value!r}"
+                )
+            _check_unknown_keys(value, section, dotted + ".")
+
+
+def _describe_validation_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"] if not isinstance(p, int)) or "config"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    value = err.get("input")
+    shown = repr(value) if not isinstance(value, dict) else "a mapping"
+    more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+    return f"invalid config value {loc}={shown}: {msg}{more}"
+
+
+def build_config(data: dict[str, Any]) -> Config:
+    """Validate a merged dict into a :class:`Config`."""
+    data = {k: v for k, v in data.items()}
+    # A section written as "train:" with nothing under it is an empty section, not an error.
+    for name in ("data", "model", "train", "output"):
+        if name in data and data[name] is None:
+            data[name] = {}
+    _check_unknown_keys(data, Config)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ImgaiError(_describe_validation_error(exc)) from None
+
+
+def load_config(files: list[str | Path] | tuple = (), overrides: list[str] | tuple = ()) -> Config:
+    """Read ``files`` in order, apply ``overrides`` and validate. The main entry point."""
+    merged: dict[str, Any] = {}
+    for path in files:
+        merged = deep_merge(merged, read_yaml(path))
+    merged = apply_overrides(merged, list(overrides))
+    return build_config(merged)
+
+
+def dump_config(config: Config) -> str:
+    """The config as YAML, sections in schema order."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None)
+
+
+def describe_schema() -> str:
+    """Defaults with their help text, as commented YAML (used by ``imgai config show``)."""
+    lines: list[str] = []
+
+    def emit(model: type[BaseModel], instance: BaseModel, indent: str) -> None:
+        for name, field in model.model_fields.items():
+            value = getattr(instance, name)
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                doc = (annotation.__doc__ or "").strip().splitlines()[0]
+                lines.append(f"{indent}{name}:  # {doc}")
+                emit(annotation, value, indent + "  ")
+                continue
+            rendered = yaml.safe_dump(_plain(value), default_flow_style=True).strip()
+            if rendered.endswith("\n..."):
+                rendered = rendered[: -len("\n...")]
+            rendered = rendered.removesuffix("...").strip()
+            help_text = f"  # {field.description}" if field.description else ""
+            lines.append(f"{indent}{name}: {rendered}{help_text}")
+
+    emit(Config, defaults(), "")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,115 @@
+"""Run folders: where they live, how they are named, which one is the latest, safe writes.
+
+A run folder ``<output.dir>/<name>/`` holds everything one training produced::
+
+    config.yaml    the resolved configuration (enough to reproduce the run)
+    classes.txt    class names, one per line, in label order
+    skipped.txt    files that could not be read, with the reason (only if there were any)
+    best.keras     the checkpoint with the best monitored metric
+    last.keras     the checkpoint after the last completed epoch
+    history.csv    one row per epoch
+    metrics.json   written by ``imgai eval``
+
+Runs are never overwritten: names are auto-numbered (run1, run2, ...) or chosen with ``--name``,
+and an existing name is an error. Files are written to a temporary name and renamed into place,
+so a crash never leaves a half-written checkpoint or config behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from imgai.errors import ImgaiError
+
+BEST_MODEL = "best.keras"
+LAST_MODEL = "last.keras"
+CONFIG_FILE = "config.yaml"
+HISTORY_FILE = "history.csv"
+SKIPPED_FILE = "skipped.txt"
+CLASSES_FILE = "classes.txt"
+METRICS_FILE = "metrics.json"
+
+_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def create_run_dir(runs_dir: str | Path, name: str | None = None) -> Path:
+    """Create and return a new, empty run folder. Never reuses an existing one."""
+    runs_dir = Path(runs_dir)
+    if name is not None:
+        if not _NAME_OK.match(name):
+            raise ImgaiError(
+                f"run name '{name}' is not allowed: use letters, digits, '.', '_' or '-' (e.g. --name flowers-v2)"
+            )
+        path = runs_dir / name
+        try:
+            runs_dir.mkdir(parents=True, exist_ok=True)
+            path.mkdir()
+        except FileExistsError:
+            raise ImgaiError(
+                f"run folder '{path}' already exists and is never overwritten: choose another --name"
+            ) from None
+        return path
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    taken = [int(m.group(1)) for p in runs_dir.iterdir() if (m := re.fullmatch(r"run(\d+)", p.name))]
+    number = max(taken, default=0) + 1
+    while True:  # another process may have taken the number meanwhile
+        path = runs_dir / f"run{number}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            number += 1
+
+
+def latest_run(runs_dir: str | Path = "runs") -> Path:
+    """The run folder whose best checkpoint was written last."""
+    runs_dir = Path(runs_dir)
+    candidates = [p for p in runs_dir.glob(f"*/{BEST_MODEL}") if p.is_file()] if runs_dir.is_dir() else []
+    if not candidates:
+        raise ImgaiError(
+            f"no trained model found under '{runs_dir}/': train one with 'imgai train --config FILE' "
+            "or pass --model PATH"
+        )
+    return max(candidates, key=lambda p: p.stat().st_mtime).parent
+
+
+def resolve_model_path(model: str | Path | None, run: str | None = None, runs_dir: str | Path = "runs") -> Path:
+    """--model PATH, else --run NAME's best model, else the latest run's best model."""
+    if model is not None:
+        path = Path(model)
+        if path.is_dir():  # a run folder is accepted in place of its best checkpoint
+            path = path / BEST_MODEL
+        if not path.is_file():
+            raise ImgaiError(f"model file '{path}' not found: pass a .keras file or a run folder to --model")
+        return path
+    if run is not None:
+        run_path = Path(run) if Path(run).is_dir() else Path(runs_dir) / run
+        path = run_path / BEST_MODEL
+        if not path.is_file():
+            raise ImgaiError(f"run '{run}' has no {BEST_MODEL} (looked for '{path}'): check the name with 'ls {runs_dir}'")
+        return path
+    return latest_run(runs_dir) / BEST_MODEL
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def temporary_sibling(path: str | Path, suffix: str = "") -> Path:
+    """A unique temporary path next to ``path`` (same file system, so rename is atomic)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{suffix}")
+    os.close(fd)
+    return Path(tmp)

@@ -1,0 +1,160 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from imgai.config import (
+    Config,
+    apply_overrides,
+    build_config,
+    defaults,
+    describe_schema,
+    dump_config,
+    load_config,
+    parse_override,
+)
+from imgai.errors import ImgaiError
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_the_classic_pipeline():
+    cfg = defaults()
+    assert cfg.data.image_size == (224, 224)
+    assert cfg.data.batch_size == 32
+    assert cfg.data.color_mode == "rgb"
+    assert cfg.model.name == "cnn"
+    assert cfg.model.filters == [32, 64, 128]
+    assert cfg.model.kernel_size == 3
+    assert cfg.model.dense_units == 512
+    assert cfg.model.dropout == 0.5
+    assert cfg.train.optimizer == "adam"
+    assert cfg.train.loss == "categorical_crossentropy"
+    assert cfg.output.dir == "runs"
+
+
+def test_files_merge_in_order_later_wins(tmp_path):
+    a = write(tmp_path / "a.yaml", "data:\n  root: one\n  batch_size: 8\ntrain:\n  epochs: 3\n")
+    b = write(tmp_path / "b.yaml", "data:\n  root: two\ntrain:\n  learning_rate: 0.01\n")
+    cfg = load_config([a, b])
+    assert cfg.data.root == "two"
+    assert cfg.data.batch_size == 8  # kept from a: nested sections merge, not replace
+    assert cfg.train.epochs == 3
+    assert cfg.train.learning_rate == 0.01
+
+
+def test_overrides_are_parsed_as_yaml_and_win_over_files(tmp_path):
+    a = write(tmp_path / "a.yaml", "train:\n  epochs: 3\n")
+    cfg = load_config([a], ["train.epochs=7", "data.image_size=[128,96]", "train.learning_rate=3e-4", "data.root=x y"])
+    assert cfg.train.epochs == 7
+    assert cfg.data.image_size == (128, 96)
+    assert cfg.train.learning_rate == pytest.approx(3e-4)
+    assert cfg.data.root == "x y"
+
+
+def test_square_image_size_from_one_number():
+    assert load_config([], ["data.image_size=96"]).data.image_size == (96, 96)
+
+
+def test_parse_override_forms():
+    assert parse_override("a.b=1") == (["a", "b"], 1)
+    assert parse_override("a=[1, 2]") == (["a"], [1, 2])
+    assert parse_override("a=") == (["a"], None)
+    for bad in ("novalue", "=3", "a..b=1"):
+        with pytest.raises(ImgaiError, match="key.sub=value"):
+            parse_override(bad)
+
+
+def test_apply_overrides_does_not_mutate_input():
+    data = {"train": {"epochs": 1}}
+    out = apply_overrides(data, ["train.epochs=2"])
+    assert data["train"]["epochs"] == 1 and out["train"]["epochs"] == 2
+
+
+def test_unknown_key_suggests_the_closest_valid_key():
+    with pytest.raises(ImgaiError) as err:
+        load_config([], ["train.epoch=3"])
+    assert "train.epoch" in str(err.value) and "did you mean train.epochs?" in str(err.value)
+
+
+def test_unknown_section_suggests_a_section():
+    with pytest.raises(ImgaiError, match="did you mean train"):
+        load_config([], ["trian.epochs=3"])
+
+
+def test_unknown_key_without_close_match_lists_valid_keys():
+    with pytest.raises(ImgaiError, match="valid keys here"):
+        load_config([], ["output.zzzzzz=1"])
+
+
+@pytest.mark.parametrize(
+    "override, path, fragment",
+    [
+        ("train.epochs=abc", "train.epochs='abc'", "valid integer"),
+        ("train.epochs=0", "train.epochs=0", "greater than or equal to 1"),
+        ("data.color_mode=cmyk", "data.color_mode='cmyk'", "'rgb' or 'grayscale'"),
+        ("data.validation_split=1.5", "data.validation_split=1.5", "less than 1"),
+        ("data.image_size=[16,16]", "data.image_size=[16, 16]", "at least 32"),
+        ("model.name=vgg99", "model.name='vgg99'", "available: cnn"),
+        ("model.dropout=1.0", "model.dropout=1.0", "less than 1"),
+        ("train.learning_rate=-1", "train.learning_rate=-1", "greater than 0"),
+    ],
+)
+def test_bad_values_name_path_value_and_what_is_allowed(override, path, fragment):
+    with pytest.raises(ImgaiError) as err:
+        load_config([], [override])
+    message = str(err.value)
+    assert path in message and fragment in message
+    assert "\n" not in message
+
+
+def test_section_given_a_scalar_is_an_error():
+    with pytest.raises(ImgaiError, match="must be a section"):
+        build_config({"train": 5})
+
+
+def test_empty_section_means_defaults():
+    assert build_config({"train": None}).train.epochs == defaults().train.epochs
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ImgaiError, match="not found"):
+        load_config([tmp_path / "nope.yaml"])
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    bad = write(tmp_path / "bad.yaml", "data:\n  root: [unclosed\n")
+    with pytest.raises(ImgaiError, match="not valid YAML at line"):
+        load_config([bad])
+
+
+def test_top_level_must_be_a_mapping(tmp_path):
+    bad = write(tmp_path / "list.yaml", "- 1\n- 2\n")
+    with pytest.raises(ImgaiError, match="mapping"):
+        load_config([bad])
+
+
+def test_empty_file_is_all_defaults(tmp_path):
+    assert load_config([write(tmp_path / "e.yaml", "")]) == defaults()
+
+
+def test_dump_round_trips(tmp_path):
+    cfg = load_config([], ["data.root=somewhere", "train.epochs=4", "data.image_size=[64,48]"])
+    again = build_config(yaml.safe_load(dump_config(cfg)))
+    assert again == cfg
+
+
+def test_describe_schema_lists_every_key_with_help():
+    text = describe_schema()
+    parsed = yaml.safe_load(text)
+    assert parsed == defaults().to_dict()
+    assert "# Passes over the training data." in text
+
+
+def test_repo_configs_are_valid():
+    repo = Path(__file__).resolve().parents[1]
+    for path in sorted((repo / "configs").glob("*.yaml")):
+        assert isinstance(load_config([path]), Config), path
