@@ -1,0 +1,193 @@
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from types import SimpleNamespace
+
+from imgai.config import load_config
+from imgai.data import (
+    decode_image,
+    iter_image_files,
+    load_images,
+    resolve_splits,
+    scan_folder,
+    split_files,
+    write_skipped,
+)
+from imgai.errors import ImgaiError
+
+
+def data_cfg(**overrides):
+    return load_config([], [f"data.{k}={v}" for k, v in overrides.items()]).data
+
+
+def test_split_folders_are_found_automatically(split_dataset):
+    splits = resolve_splits(data_cfg(root=split_dataset), seed=1)
+    assert splits.class_names == ["circle", "square", "triangle"]
+    assert len(splits.train) == 36 and len(splits.val) == 12 and len(splits.test) == 12
+    assert splits.train.counts() == [12, 12, 12]
+    assert all("/train/" in p for p in splits.train.paths)
+    assert all("/test/" in p for p in splits.test.paths)
+
+
+def test_explicit_dirs_override_root(split_dataset):
+    cfg = data_cfg(train_dir=split_dataset / "train", val_dir=split_dataset / "test")
+    splits = resolve_splits(cfg, seed=1)
+    assert len(splits.val) == 12 and splits.test is None
+    assert all("/test/" in p for p in splits.val.paths)
+
+
+def test_class_order_is_sorted_folder_names(tmp_path):
+    for name in ("zebra", "Apple", "mango"):
+        (tmp_path / name).mkdir()
+        shutil.copy(Path(__file__).parent / "data" / "tiny.png", tmp_path / name / "a.png")
+    files = scan_folder(tmp_path)
+    assert files.class_names == ["Apple", "mango", "zebra"]
+    assert files.labels.tolist() == [0, 1, 2]
+
+
+def test_hidden_files_and_folders_are_ignored(tmp_path, flat_dataset):
+    circle = flat_dataset / "circle"
+    shutil.copy(next(circle.iterdir()), circle / ".hidden.jpg")
+    (circle / ".ipynb_checkpoints").mkdir()
+    shutil.copy(next(circle.glob("*.jpg")), circle / ".ipynb_checkpoints" / "copy.jpg")
+    (circle / ".DS_Store").write_bytes(b"\0\1")
+    (flat_dataset / ".ipynb_checkpoints").mkdir()  # not a class
+    (circle / "notes.txt").write_text("not an image")
+    files = scan_folder(flat_dataset)
+    assert files.class_names == ["circle", "square", "triangle"]
+    assert files.counts() == [10, 10, 10]
+    assert not any("/." in p for p in files.paths)
+
+
+def test_nested_folders_inside_a_class_are_included(flat_dataset):
+    sub = flat_dataset / "circle" / "more"
+    sub.mkdir()
+    shutil.copy(next((flat_dataset / "circle").glob("*.jpg")), sub / "x.jpg")
+    assert scan_folder(flat_dataset).counts() == [11, 10, 10]
+
+
+def test_validation_split_matches_keras_image_dataset_from_directory(flat_dataset):
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("tensorflow")  # the reference loader builds a tf.data pipeline
+    splits = resolve_splits(data_cfg(root=flat_dataset, validation_split=0.2), seed=123)
+    for subset, ours in (("training", splits.train), ("validation", splits.val)):
+        ds = keras.utils.image_dataset_from_directory(
+            flat_dataset, validation_split=0.2, subset=subset, seed=123, image_size=(32, 32), verbose=False
+        )
+        assert [os.path.normpath(p) for p in ds.file_paths] == [os.path.normpath(p) for p in ours.paths]
+        assert ds.class_names == ours.class_names
+
+
+def test_split_with_same_seed_is_stable_and_disjoint(flat_dataset):
+    files = scan_folder(flat_dataset)
+    a_train, a_val = split_files(files, 0.3, seed=5)
+    b_train, b_val = split_files(files, 0.3, seed=5)
+    c_train, c_val = split_files(files, 0.3, seed=6)
+    assert a_val.paths == b_val.paths and a_val.paths != c_val.paths
+    assert not set(a_train.paths) & set(a_val.paths)
+    assert len(a_train) + len(a_val) == len(files) and len(a_val) == 9
+    # labels still belong to their paths after shuffling
+    for path, label in zip(a_val.paths, a_val.labels):
+        assert Path(path).parent.name == files.class_names[label]
+
+
+def test_split_leaving_nothing_is_an_error(flat_dataset):
+    with pytest.raises(ImgaiError, match="leaves no validation"):
+        split_files(scan_folder(flat_dataset), 0.01, seed=1)
+
+
+def test_missing_folder_is_one_clear_error(tmp_path):
+    with pytest.raises(ImgaiError, match="does not exist: set data.root"):
+        resolve_splits(data_cfg(root=tmp_path / "nope"), seed=1)
+
+
+def test_no_root_configured():
+    with pytest.raises(ImgaiError, match="no data folder configured"):
+        resolve_splits(data_cfg(), seed=1)
+
+
+def test_one_class_is_not_enough(tmp_path):
+    (tmp_path / "only").mkdir()
+    shutil.copy(Path(__file__).parent / "data" / "tiny.png", tmp_path / "only" / "a.png")
+    with pytest.raises(ImgaiError, match="at least 2 classes"):
+        scan_folder(tmp_path)
+
+
+def test_val_folder_with_other_classes_is_an_error(split_dataset, tmp_path):
+    shutil.copytree(split_dataset / "train", tmp_path / "train")
+    shutil.copytree(split_dataset / "val", tmp_path / "val")
+    shutil.rmtree(tmp_path / "val" / "square")
+    with pytest.raises(ImgaiError, match="missing: \\['square'\\]"):
+        resolve_splits(data_cfg(root=tmp_path), seed=1)
+
+
+def test_decode_formats_and_color_modes(tmp_path):
+    from PIL import Image
+
+    rgb = Image.new("RGB", (50, 40), (200, 10, 10))
+    rgb.save(tmp_path / "a.bmp")
+    rgb.save(tmp_path / "a.png")
+    rgba = Image.new("RGBA", (50, 40), (10, 200, 10, 255))
+    rgba.save(tmp_path / "b.png")
+    frames = [Image.new("RGB", (40, 40), c) for c in ((0, 0, 255), (255, 0, 0))]
+    frames[0].save(tmp_path / "c.gif", save_all=True, append_images=frames[1:])
+    for name in ("a.bmp", "a.png", "b.png", "c.gif"):
+        arr = decode_image(tmp_path / name, (32, 48))
+        assert arr.shape == (32, 48, 3) and arr.dtype == np.uint8
+    gif = decode_image(tmp_path / "c.gif", (32, 32))
+    assert gif[..., 2].mean() > 200 and gif[..., 0].mean() < 50  # first frame (blue), not the second
+    gray = decode_image(tmp_path / "a.png", (32, 32), color_mode="grayscale")
+    assert gray.shape == (32, 32, 1)
+
+
+def test_corrupt_files_are_skipped_and_listed(flat_dataset, tmp_path):
+    (flat_dataset / "circle" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    good = next((flat_dataset / "square").glob("*.jpg")).read_bytes()
+    (flat_dataset / "square" / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    files = scan_folder(flat_dataset)
+    decoded = load_images(files, (32, 32), workers=2)
+    assert len(decoded) == len(files) - 2
+    skipped = sorted(Path(p).name for p, _ in decoded.skipped)
+    assert skipped == ["broken.jpg", "truncated.jpg"]
+    assert decoded.images.shape == (len(files) - 2, 32, 32, 3)
+    # labels still line up with paths after the skipped rows are dropped
+    for path, label in zip(decoded.paths, decoded.labels):
+        assert Path(path).parent.name == files.class_names[label]
+    write_skipped(tmp_path / "skipped.txt", decoded.skipped)
+    lines = (tmp_path / "skipped.txt").read_text().splitlines()
+    assert len(lines) == 2 and all("\t" in line for line in lines)
+
+
+def test_load_images_is_deterministic_with_threads(flat_dataset):
+    files = scan_folder(flat_dataset)
+    a = load_images(files, (32, 32), workers=1)
+    b = load_images(files, (32, 32), workers=4)
+    assert np.array_equal(a.images, b.images) and a.paths == b.paths
+
+
+def test_batches_are_one_hot_and_reshuffled_each_epoch(flat_dataset):
+    pytest.importorskip("keras")
+    from imgai.data import make_batches
+
+    decoded = load_images(scan_folder(flat_dataset), (32, 32))
+    batches = make_batches(decoded, 3, batch_size=8, shuffle=True, seed=0)
+    assert len(batches) == 4
+    x, y = batches[0]
+    assert x.dtype == np.float32 and x.shape == (8, 32, 32, 3) and x.max() > 1.0  # rescaling is in the model
+    assert y.shape == (8, 3) and np.all(y.sum(axis=1) == 1)
+    first = np.concatenate([batches[i][1] for i in range(len(batches))])
+    assert first.sum(axis=0).tolist() == [10, 10, 10]
+    order = batches._order.copy()
+    batches.on_epoch_end()
+    assert not np.array_equal(order, batches._order)
+    plain = make_batches(decoded, 3, batch_size=8)
+    assert np.array_equal(plain[0][0], decoded.images[:8].astype(np.float32))
+
+
+def test_iter_image_files_filters_extensions(tmp_path):
+    for name in ("a.JPG", "b.jpeg", "c.png", "d.gif", "e.bmp", "f.txt", "g.tiff"):
+        (tmp_path / name).write_bytes(b"")
+    assert [Path(p).name for p in iter_image_files(tmp_path)] == ["a.JPG", "b.jpeg", "c.png", "d.gif", "e.bmp"]
