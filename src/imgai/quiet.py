@@ -1,0 +1,75 @@
+"""Keep framework log noise (TensorFlow's C++ logs, CUDA probes, retracing warnings) off the screen.
+
+Must run before TensorFlow or Keras is imported: the C++ log level is read from the environment
+once, at import. Recent TensorFlow builds log a few lines through absl before that setting is
+read, so :func:`import_keras` also parks file descriptor 2 while Keras (and its backend) load,
+and replays what was written there if the import fails. ``imgai --verbose`` (or
+``IMGAI_VERBOSE=1``) leaves everything visible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+import warnings
+
+
+def _verbose() -> bool:
+    return os.environ.get("IMGAI_VERBOSE") == "1"
+
+
+def silence_frameworks(verbose: bool = False) -> None:
+    if verbose:
+        os.environ["IMGAI_VERBOSE"] = "1"
+    if _verbose():
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ INFO/WARNING/ERROR, CUDA probes
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    for name in ("tensorflow", "absl", "jax._src.xla_bridge", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"keras(\.|$)")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=r".*retracing.*")
+
+
+@contextlib.contextmanager
+def _stderr_parked():
+    """Send fd 2 to a temporary file; give back its text if the block raises."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (embedded interpreters): nothing to park
+        yield
+        return
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def import_keras():
+    """Import Keras (and its backend framework) without the frameworks' start-up chatter."""
+    if "keras" in sys.modules or _verbose():
+        import keras
+
+        return keras
+    with _stderr_parked():
+        import keras
+
+        # TensorFlow initialises its runtime lazily; touching it here keeps those lines parked too.
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            tf.constant(0)
+    return keras
