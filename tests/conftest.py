@@ -35,6 +35,8 @@ def flat_dataset(tmp_path) -> Path:
 def run_imgai(*args: str, cwd: Path, input: str | None = None, env: dict | None = None, timeout: int = 300):
     """Run the CLI in a subprocess, as a user would."""
     full_env = dict(os.environ)
+    # The subprocess runs this checkout's sources, whatever copy of imgai is installed.
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), full_env.get("PYTHONPATH")]))
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "imgai", *args],

@@ -103,6 +103,26 @@ def _make_checkpointer(run_dir: Path, monitor: str, mode: str, metadata: dict, l
     return Checkpointer()
 
 
+def _make_history_writer(path: Path):
+    import keras
+
+    class HistoryWriter(keras.callbacks.Callback):
+        """Appends one row per finished epoch to history.csv (epochs counted from 1), flushed at
+        once, so the file always matches the checkpoints on disk."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = {k: float(v) for k, v in (logs or {}).items()}
+            keys = sorted(logs)
+            new_file = not path.exists() or path.stat().st_size == 0
+            with path.open("a", encoding="utf-8") as fh:
+                if new_file:
+                    fh.write(",".join(["epoch", *keys]) + "\n")
+                fh.write(",".join([str(epoch + 1), *(repr(logs[k]) for k in keys)]) + "\n")
+                fh.flush()
+
+    return HistoryWriter()
+
+
 def _decode_splits(splits: Splits, config: Config, log: Callable[[str], None]) -> tuple[DecodedImages, DecodedImages | None, list]:
     data = config.data
     start = time.perf_counter()
@@ -168,7 +188,7 @@ def train(config: Config, name: str | None = None, log: Callable[[str], None] = 
     train_batches = make_batches(train_images, num_classes, batch, shuffle=config.data.shuffle, seed=config.seed)
     val_batches = make_batches(val_images, num_classes, batch) if val_images is not None and len(val_images) else None
     checkpointer = _make_checkpointer(run_dir, monitor, mode, model_metadata(config, class_names), log)
-    callbacks = [keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE)), checkpointer]
+    callbacks = [_make_history_writer(run_dir / HISTORY_FILE), checkpointer]
 
     log(f"Training for {config.train.epochs} epoch(s) on {len(train_images)} images, batch size {batch}.")
     start = time.perf_counter()
