@@ -76,16 +76,37 @@ def cli(verbose: bool) -> None:
     help="YAML config file; repeat to merge several, later files win.",
 )
 @click.option("--name", default=None, help="Run folder name under output.dir (default: run1, run2, ...). Never overwritten.")
+@click.option(
+    "--resume", "resume_run", default=None, metavar="RUN",
+    help="Continue RUN (a run folder, or a name under runs/) from its last completed epoch; "
+    "train.epochs=N extends a finished run.",
+)
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @_handle_errors
-def train(configs: tuple[str, ...], name: str | None, overrides: tuple[str, ...]) -> None:
+def train(configs: tuple[str, ...], name: str | None, resume_run: str | None, overrides: tuple[str, ...]) -> None:
     """Train a model; writes runs/<name>/ with best.keras, last.keras, history.csv, config.yaml.
 
     \b
     Overrides follow the options as key.sub=value, parsed as YAML:
       imgai train -c configs/cnn.yaml train.epochs=20 data.image_size=[128,128]
       imgai train -c configs/flowers.yaml data.root=~/flower_photos --name flowers
+    \b
+    Interrupted or finished runs continue where they stopped:
+      imgai train --resume runs/flowers
+      imgai train --resume runs/flowers train.epochs=30
     """
+    if resume_run is not None:
+        if configs or name:
+            raise ImgaiError("--resume continues a run with its own saved config: drop --config and --name")
+        from imgai.resume import check_resume_overrides, find_run
+
+        run_dir = find_run(resume_run)  # light checks before the heavy import
+        check_resume_overrides(overrides)
+        _load_keras()
+        from imgai.train import resume
+
+        resume(run_dir, overrides, log=_echo)
+        return
     from imgai.config import load_config
 
     config = load_config(configs, overrides)  # config errors come before any heavy import

@@ -117,6 +117,94 @@ class TrainConfig(_Section):
         "val_accuracy", description="Metric that picks best.keras (val_* needs validation data)."
     )
     top_k: int = Field(5, ge=2, description="k of the top-k accuracy reported when there are more than 5 classes.")
+    monitor_mode: Literal["auto", "min", "max"] = Field(
+        "auto", description="Whether train.monitor improves downwards (min) or upwards (max); auto: min for losses."
+    )
+    # Optimizer details
+    weight_decay: float | None = Field(
+        None, ge=0.0, description="Decoupled weight decay; empty = 0.004 for adamw (Keras' default), none for the others."
+    )
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="Momentum of sgd and rmsprop.")
+    nesterov: bool = Field(False, description="Nesterov momentum for sgd.")
+    gradient_clip_norm: float | None = Field(
+        None, gt=0.0, description="Rescale gradients whose global norm exceeds this (empty = no clipping)."
+    )
+    gradient_clip_value: float | None = Field(
+        None, gt=0.0, description="Clip every gradient element to [-value, value] (empty = no clipping)."
+    )
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Label smoothing of the cross-entropy loss.")
+    # Learning-rate schedule: applied per step by imgai, so saved models hold only a plain optimizer.
+    schedule: Literal["constant", "cosine", "step", "exponential"] = Field(
+        "constant",
+        description="Learning rate over the run: constant; cosine (down to min_learning_rate); step (times "
+        "decay_factor every decay_epochs); exponential (the same, smoothly).",
+    )
+    warmup_epochs: float = Field(0.0, ge=0.0, description="Linear warmup from 0 to learning_rate over this many epochs (fractions allowed).")
+    min_learning_rate: float = Field(0.0, ge=0.0, description="Where the cosine schedule ends.")
+    decay_epochs: float = Field(10.0, gt=0.0, description="Epochs per decay step of the step and exponential schedules.")
+    decay_factor: float = Field(0.1, gt=0.0, le=1.0, description="Learning-rate multiplier per decay_epochs (step, exponential).")
+    plateau_patience: int | None = Field(
+        None, ge=1, description="Reduce on plateau: epochs without improvement of train.monitor before the learning "
+        "rate is multiplied by plateau_factor (empty = off). Works on top of any schedule."
+    )
+    plateau_factor: float = Field(0.1, gt=0.0, lt=1.0, description="Learning-rate multiplier when a plateau is hit.")
+    plateau_min_learning_rate: float = Field(0.0, ge=0.0, description="Reduce on plateau never goes below this.")
+    # Callbacks
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="Stop after this many epochs without improvement of train.monitor (empty = off)."
+    )
+    early_stopping_min_delta: float = Field(0.0, ge=0.0, description="Smallest change of train.monitor that counts as improvement.")
+    restore_best_weights: bool = Field(
+        True, description="When early stopping triggers, put the best epoch's weights (best.keras) back into the model."
+    )
+    tensorboard: bool = Field(False, description="Also write TensorBoard logs to runs/<name>/tensorboard.")
+    # Imbalance
+    class_weight: Literal["balanced"] | dict[str, float] | None = Field(
+        None, description="Loss weight per class: balanced (n_images / (n_classes * n_class_images)) or "
+        "{class_name: weight} (classes left out weigh 1); empty = all 1."
+    )
+    # Fine-tuning of a pretrained backbone (models.backbone_layers)
+    fine_tune_after: int | None = Field(
+        None, ge=0, description="After this many epochs unfreeze the backbone (see fine_tune_layers) and continue at "
+        "fine_tune_learning_rate in the same run (empty = never)."
+    )
+    fine_tune_layers: int | Literal["all"] = Field(
+        "all", description="How many of the backbone's top layers to unfreeze, or all (BatchNorm layers stay frozen)."
+    )
+    fine_tune_learning_rate: float | None = Field(
+        None, gt=0.0, description="Peak learning rate of the fine-tune stage (empty = learning_rate / 10)."
+    )
+    # Speed
+    jit_compile: Literal["auto"] | bool = Field("auto", description="Compile the training step with XLA: auto, true or false.")
+    steps_per_execution: int = Field(1, ge=1, description="Training steps run per call into the backend (fewer Python round trips).")
+
+    @field_validator("class_weight", mode="before")
+    @classmethod
+    def _balanced_or_mapping(cls, value: Any) -> Any:
+        if isinstance(value, str) and value != "balanced":
+            raise ValueError("use balanced, or a mapping such as {cats: 1.0, dogs: 3.0}")
+        return value
+
+    @field_validator("class_weight")
+    @classmethod
+    def _positive_weights(cls, value: Any) -> Any:
+        if isinstance(value, dict) and any(w <= 0 for w in value.values()):
+            raise ValueError("every class weight must be greater than 0")
+        return value
+
+    @field_validator("fine_tune_layers")
+    @classmethod
+    def _at_least_one_layer(cls, value: Any) -> Any:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("unfreeze at least 1 layer, or all")
+        return value
+
+    @field_validator("gradient_clip_value")
+    @classmethod
+    def _one_clipping(cls, value: Any, info) -> Any:
+        if value is not None and info.data.get("gradient_clip_norm") is not None:
+            raise ValueError("set gradient_clip_norm or gradient_clip_value, not both")
+        return value
 
 
 class OutputConfig(_Section):
@@ -131,7 +219,10 @@ class OutputConfig(_Section):
 class Config(_Section):
     """A whole imgai configuration."""
 
-    seed: int = Field(123, description="Seeds the split, the shuffling and the weight initialisation.")
+    seed: int = Field(123, description="Seeds the split, the shuffling, the weight initialisation and every other RNG.")
+    deterministic: bool = Field(
+        False, description="Deterministic ops too (slower on GPU): the same config gives the same history.csv on CPU."
+    )
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)

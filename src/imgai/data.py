@@ -317,8 +317,9 @@ def write_skipped(path: str | Path, skipped: list[tuple[str, str]]) -> None:
     atomic_write_text(path, "".join(f"{p}\t{reason}\n" for p, reason in skipped))
 
 
-def make_batches(decoded: DecodedImages, num_classes: int, batch_size: int, shuffle: bool = False, seed: int = 0):
-    """A ``keras.utils.PyDataset`` over decoded images: float32 pixels in [0, 255], one-hot labels."""
+def make_batches(decoded: DecodedImages, num_classes: int, batch_size: int, shuffle: bool = False, seed: int = 0, epoch: int = 0):
+    """A ``keras.utils.PyDataset`` over decoded images: float32 pixels in [0, 255], one-hot labels.
+    ``epoch``: epochs already done (a resumed run continues the shuffling order)."""
     from imgai.batches import ArrayBatches
 
-    return ArrayBatches(decoded.images, decoded.labels, num_classes, batch_size, shuffle=shuffle, seed=seed)
+    return ArrayBatches(decoded.images, decoded.labels, num_classes, batch_size, shuffle=shuffle, seed=seed, epoch=epoch)

@@ -93,11 +93,56 @@ def create_model(model_cfg, image_size: tuple[int, int], channels: int, num_clas
 
 
 # --------------------------------------------------------------------------------------------
+# Backbones: the contract the fine-tune stage of training relies on
+
+BACKBONE_PREFIX = "backbone"
+
+
+def backbone_layers(model) -> list:
+    """The layers of ``model``'s pretrained backbone, from input to output (empty if none).
+
+    Contract for model builders: either the backbone is one nested ``keras.Model`` layer whose
+    name starts with ``"backbone"`` (its inner layers are returned), or its layers are inlined
+    with names starting with ``"backbone_"``.
+    """
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.Model) and layer.name.startswith(BACKBONE_PREFIX):
+            return list(layer.layers)
+    return [layer for layer in model.layers if layer.name.startswith(BACKBONE_PREFIX + "_")]
+
+
+def unfreeze_backbone(model, top: int | str = "all") -> int:
+    """Make the top ``top`` backbone layers (or ``"all"``) trainable; returns how many layers
+    with weights became trainable. BatchNormalization layers stay frozen, as in Keras'
+    fine-tuning guide, so their statistics are not wrecked by small batches."""
+    import keras
+
+    layers = backbone_layers(model)
+    for layer in model.layers:  # a frozen container hides its layers' weights: open it first
+        if isinstance(layer, keras.Model) and layer.name.startswith(BACKBONE_PREFIX):
+            layer.trainable = True
+    chosen = layers if top == "all" else layers[len(layers) - int(top):]
+    chosen_ids = {id(layer) for layer in chosen}
+    unfrozen = 0
+    for layer in layers:
+        trainable = id(layer) in chosen_ids and not isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = trainable
+        unfrozen += int(trainable and bool(layer.weights))
+    return unfrozen
+
+
+# --------------------------------------------------------------------------------------------
 # Saving and loading
 
 
-def save_model(model, path: str | Path, metadata: dict[str, Any]) -> None:
-    """Save ``model`` to ``path`` atomically, with imgai's metadata inside the archive."""
+def save_model(model, path: str | Path, metadata: dict[str, Any], extra_members: dict[str, str] | None = None) -> None:
+    """Save ``model`` to ``path`` atomically, with imgai's metadata inside the archive.
+
+    ``extra_members`` (name -> text) are written into the same archive, so they can never
+    disagree with the weights (training stores its resume state this way).
+    """
     from imgai.runs import temporary_sibling
 
     path = Path(path)
@@ -106,6 +151,8 @@ def save_model(model, path: str | Path, metadata: dict[str, Any]) -> None:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(METADATA_MEMBER, json.dumps(metadata, indent=2))
+            for name, text in (extra_members or {}).items():
+                archive.writestr(name, text)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

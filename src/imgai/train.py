@@ -1,15 +1,24 @@
-"""Training: config -> run folder with checkpoints, history and the resolved config."""
+"""Training: config -> run folder with checkpoints, history and the resolved config.
+
+:func:`train` starts a run, :func:`resume` continues one (see :mod:`imgai.resume` for what is
+stored). Both go through :func:`_fit`, which runs up to two stages: training, then, when
+``train.fine_tune_after`` is set, fine-tuning with the backbone unfrozen at a lower learning rate.
+
+Per epoch, in this order: a row is appended to history.csv, last.keras is written (weights,
+optimizer, resume state), then best.keras if the epoch improved. A kill at any point leaves files
+that :func:`resume` can reconcile.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from imgai import __version__
-from imgai.config import Config, dump_config
+from imgai.config import Config, dump_config, load_config
 from imgai.data import DecodedImages, Splits, load_images, make_batches, resolve_splits, write_skipped
 from imgai.errors import ImgaiError
 from imgai.runs import (
@@ -32,6 +41,8 @@ class TrainResult:
     monitor: str
     epochs_run: int
     seconds: float
+    stopped_early: bool = False
+    model: Any = field(default=None, repr=False)  # the trained model (best weights if restored)
 
     @property
     def best_model(self) -> Path:
@@ -72,57 +83,6 @@ def model_metadata(config: Config, class_names: list[str]) -> dict:
     }
 
 
-def _make_checkpointer(run_dir: Path, monitor: str, mode: str, metadata: dict, log: Callable[[str], None]):
-    import keras
-
-    from imgai.models import save_model
-
-    class Checkpointer(keras.callbacks.Callback):
-        """Writes last.keras every epoch and best.keras on improvement, each atomically."""
-
-        def __init__(self):
-            super().__init__()
-            self.best_value: float | None = None
-            self.best_epoch = 0
-
-        def _improved(self, value: float) -> bool:
-            if self.best_value is None:
-                return True
-            return value > self.best_value if mode == "max" else value < self.best_value
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            save_model(self.model, run_dir / LAST_MODEL, metadata)
-            value = logs.get(monitor)
-            if value is None:
-                raise ImgaiError(f"metric '{monitor}' was not computed: set train.monitor to one of {sorted(logs)}")
-            if self._improved(float(value)):
-                self.best_value, self.best_epoch = float(value), epoch + 1
-                save_model(self.model, run_dir / BEST_MODEL, metadata)
-
-    return Checkpointer()
-
-
-def _make_history_writer(path: Path):
-    import keras
-
-    class HistoryWriter(keras.callbacks.Callback):
-        """Appends one row per finished epoch to history.csv (epochs counted from 1), flushed at
-        once, so the file always matches the checkpoints on disk."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = {k: float(v) for k, v in (logs or {}).items()}
-            keys = sorted(logs)
-            new_file = not path.exists() or path.stat().st_size == 0
-            with path.open("a", encoding="utf-8") as fh:
-                if new_file:
-                    fh.write(",".join(["epoch", *keys]) + "\n")
-                fh.write(",".join([str(epoch + 1), *(repr(logs[k]) for k in keys)]) + "\n")
-                fh.flush()
-
-    return HistoryWriter()
-
-
 def _decode_splits(splits: Splits, config: Config, log: Callable[[str], None]) -> tuple[DecodedImages, DecodedImages | None, list]:
     data = config.data
     start = time.perf_counter()
@@ -138,23 +98,275 @@ def _decode_splits(splits: Splits, config: Config, log: Callable[[str], None]) -
     return train, val, skipped
 
 
+# --------------------------------------------------------------------------------- callbacks
+
+
+def _make_learning_rate_control(train_cfg, steps_per_epoch: int, state, batches):
+    """Sets the learning rate before every step from the schedule (and plateau reductions),
+    tells the training batches which epoch's order to serve, and logs the rate per epoch."""
+    import keras
+
+    from imgai.optim import learning_rate_at
+
+    class LearningRateControl(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.stage_start, self.stage_epochs, self.peak = 0, 1, train_cfg.learning_rate
+            self.current: float | None = None
+            self._epoch = 0
+
+        def configure(self, stage_start: int, stage_epochs: int, peak: float) -> None:
+            self.stage_start, self.stage_epochs, self.peak = stage_start, stage_epochs, peak
+            self.current = None
+
+        def rate(self, epoch: int, batch: int) -> float:
+            step = (epoch - self.stage_start) * steps_per_epoch + batch
+            lr = learning_rate_at(step, steps_per_epoch, self.stage_epochs, self.peak, train_cfg) * state.lr_scale
+            if state.lr_scale < 1.0:
+                lr = max(lr, train_cfg.plateau_min_learning_rate)
+            return lr
+
+        def _apply(self, lr: float) -> None:
+            if lr != self.current:
+                self.model.optimizer.learning_rate = lr
+                self.current = lr
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._epoch = epoch
+            batches.set_epoch(epoch)  # before Keras opens this epoch's iterator
+            self._apply(self.rate(epoch, 0))
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self._apply(self.rate(self._epoch, batch))
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None and self.current is not None:
+                logs["learning_rate"] = float(self.current)
+
+    return LearningRateControl()
+
+
+def _make_history_writer(path: Path):
+    import keras
+
+    class HistoryWriter(keras.callbacks.Callback):
+        """Appends one row per finished epoch to history.csv (epochs counted from 1), flushed at
+        once; a resumed run keeps the file's columns."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = {k: float(v) for k, v in (logs or {}).items()}
+            header: list[str] | None = None
+            if path.exists() and path.stat().st_size > 0:
+                with path.open(encoding="utf-8") as fh:
+                    header = fh.readline().strip().split(",")[1:]
+            with path.open("a", encoding="utf-8") as fh:
+                if header is None:
+                    header = sorted(logs)
+                    fh.write(",".join(["epoch", *header]) + "\n")
+                fh.write(",".join([str(epoch + 1), *(repr(logs[k]) if k in logs else "" for k in header)]) + "\n")
+                fh.flush()
+
+    return HistoryWriter()
+
+
+def _make_epoch_keeper(run_dir: Path, train_cfg, monitor: str, mode: str, metadata: dict, state, log: Callable[[str], None]):
+    """After each epoch: best value, early stopping and plateau bookkeeping, then last.keras
+    (with the resume state inside) and best.keras, each written atomically."""
+    import keras
+
+    from imgai.models import save_model
+    from imgai.resume import RESUME_MEMBER, capture_rng, copy_atomically
+
+    def better(value: float, reference: float | None, delta: float = 0.0) -> bool:
+        if reference is None:
+            return True
+        return value > reference + delta if mode == "max" else value < reference - delta
+
+    class EpochKeeper(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            value = logs.get(monitor)
+            if value is None:
+                raise ImgaiError(f"metric '{monitor}' was not computed: set train.monitor to one of {sorted(logs)}")
+            value = float(value)
+            improved = better(value, state.best_value)
+            if improved:
+                state.best_value, state.best_epoch = value, epoch + 1
+            patience = train_cfg.early_stopping_patience
+            if patience:
+                if better(value, state.stop_best, train_cfg.early_stopping_min_delta):
+                    state.stop_best, state.stop_wait = value, 0
+                else:
+                    state.stop_wait += 1
+                    if state.stop_wait >= patience:
+                        state.stopped_early = True
+                        self.model.stop_training = True
+            if train_cfg.plateau_patience:
+                if better(value, state.plateau_best):
+                    state.plateau_best, state.plateau_wait = value, 0
+                else:
+                    state.plateau_wait += 1
+                    if state.plateau_wait >= train_cfg.plateau_patience:
+                        state.lr_scale *= train_cfg.plateau_factor
+                        state.plateau_wait = 0
+                        log(
+                            f"{monitor} has not improved for {train_cfg.plateau_patience} epoch(s): learning rate "
+                            f"x{train_cfg.plateau_factor:g} from epoch {epoch + 2} on."
+                        )
+            state.epoch = epoch + 1
+            state.rng = capture_rng(self.model)
+            save_model(self.model, run_dir / LAST_MODEL, metadata, {RESUME_MEMBER: state.to_json()})
+            if improved:
+                copy_atomically(run_dir / LAST_MODEL, run_dir / BEST_MODEL)
+
+    return EpochKeeper()
+
+
+# ----------------------------------------------------------------------------------- helpers
+
+
+def _seed_everything(config: Config, log: Callable[[str], None]) -> None:
+    """``seed`` seeds Python, NumPy, the backend and Keras; ``deterministic`` also makes the
+    backend's kernels deterministic."""
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    if not config.deterministic:
+        return
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    elif backend == "torch":
+        import torch
+
+        torch.use_deterministic_algorithms(True)
+    log(f"Deterministic mode: seed {config.seed}, deterministic {backend} ops.")
+
+
+def _stages(config: Config) -> list[tuple[str, int, int]]:
+    """(stage, first epoch, end epoch) in 0-based epochs; the fine-tune stage only if it has epochs."""
+    total, after = config.train.epochs, config.train.fine_tune_after
+    if after is None or after >= total:
+        return [("train", 0, total)]
+    stages = [("train", 0, after)] if after > 0 else []
+    return stages + [("fine_tune", after, total)]
+
+
+def _compile(model, config: Config, stage: str, metrics: list) -> float:
+    """Compile for ``stage`` with a fresh optimizer; returns the stage's peak learning rate."""
+    from imgai.optim import build_loss, build_optimizer
+
+    train_cfg = config.train
+    peak = train_cfg.learning_rate
+    if stage == "fine_tune":
+        peak = train_cfg.fine_tune_learning_rate or train_cfg.learning_rate / 10
+    model.compile(
+        optimizer=build_optimizer(train_cfg, peak),
+        loss=build_loss(train_cfg),
+        metrics=metrics,
+        jit_compile=train_cfg.jit_compile,
+        steps_per_execution=train_cfg.steps_per_execution,
+    )
+    return peak
+
+
+def _unfreeze(model, config: Config, log: Callable[[str], None]) -> None:
+    from imgai.models import unfreeze_backbone
+
+    count = unfreeze_backbone(model, config.train.fine_tune_layers)
+    which = "all" if config.train.fine_tune_layers == "all" else f"the top {config.train.fine_tune_layers}"
+    log(f"Fine-tuning: unfroze {which} backbone layers ({count} with weights; BatchNorm stays frozen).")
+
+
+# -------------------------------------------------------------------------------- entry points
+
+
+def check_tensorboard(config: Config) -> None:
+    """TensorBoard logging needs the tensorboard package, which TensorFlow no longer pulls in."""
+    import importlib.util
+
+    if config.train.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ImgaiError(
+            "train.tensorboard: true needs the tensorboard package: pip install tensorboard "
+            "(or pip install 'imgai[tensorboard]'), or set train.tensorboard=false"
+        )
+
+
 def train(config: Config, name: str | None = None, log: Callable[[str], None] = print) -> TrainResult:
     """Train ``config`` into a new run folder and return where the best model is."""
+    check_tensorboard(config)
     splits = resolve_splits(config.data, config.seed)  # fail on data problems before creating anything
-    class_names = splits.class_names
-    monitor = config.train.monitor
-    if monitor.startswith("val_") and splits.val is None:
-        log(
-            f"Note: no validation data (no val/ folder and no data.validation_split), so best.keras is "
-            f"chosen by training {monitor[4:]} instead of {monitor}."
-        )
-        monitor = monitor[4:]
-    mode = "min" if monitor.endswith("loss") else "max"
-
     run_dir = create_run_dir(config.output.dir, name or config.output.name)
     atomic_write_text(run_dir / CONFIG_FILE, dump_config(_resolved_for_saving(config)))
-    atomic_write_text(run_dir / CLASSES_FILE, "".join(f"{c}\n" for c in class_names))
+    atomic_write_text(run_dir / CLASSES_FILE, "".join(f"{c}\n" for c in splits.class_names))
     log(f"Run folder: {run_dir}")
+    return _fit(config, splits, run_dir, None, log)
+
+
+def resume(run: str | Path, overrides: list[str] | tuple = (), runs_dir: str | Path = "runs", log: Callable[[str], None] = print) -> TrainResult:
+    """Continue ``run`` from its last completed epoch, exactly where it stopped.
+
+    ``overrides`` may only change :data:`imgai.resume.RESUMABLE_KEYS`; ``train.epochs=N``
+    extends a finished run.
+    """
+    from imgai.resume import TrainState, check_resume_overrides, find_run, read_state, reconcile_best, remove_temporaries, truncate_history
+
+    run_dir = find_run(run, runs_dir)
+    check_resume_overrides(overrides)
+    config = load_config([run_dir / CONFIG_FILE], overrides)
+    last = run_dir / LAST_MODEL
+    check_tensorboard(config)
+    state = read_state(last) if last.is_file() else None
+    if last.is_file() and state is None:
+        raise ImgaiError(f"'{last}' holds no resume state (written by another imgai version?): start a new run instead")
+    state = state or TrainState()
+    if state.stopped_early:
+        raise ImgaiError(
+            f"run '{run_dir.name}' stopped early at epoch {state.epoch} (no improvement for "
+            f"{config.train.early_stopping_patience} epochs): nothing to resume; its best model is {run_dir / BEST_MODEL}"
+        )
+    if state.epoch >= config.train.epochs:
+        raise ImgaiError(
+            f"run '{run_dir.name}' already finished {state.epoch} of {config.train.epochs} epochs: "
+            f"to train longer pass train.epochs={state.epoch + 5} (any number above {state.epoch})"
+        )
+    splits = resolve_splits(config.data, config.seed)
+    if splits.class_names != (run_dir / CLASSES_FILE).read_text(encoding="utf-8").split("\n")[:-1]:
+        raise ImgaiError(
+            f"the classes in the data folder changed since run '{run_dir.name}' started "
+            f"(see {run_dir / CLASSES_FILE}): restore the data or start a new run"
+        )
+    stale = remove_temporaries(run_dir)
+    if stale:
+        log(f"Removed {len(stale)} half-written temporary file(s) left by the interrupted process.")
+    dropped = truncate_history(run_dir / HISTORY_FILE, state.epoch)
+    if dropped:
+        log(f"Dropped {dropped} history row(s) after epoch {state.epoch}, the last checkpointed epoch; they are trained again.")
+    if reconcile_best(run_dir, state):
+        log(f"best.keras restored from last.keras (epoch {state.epoch}, its best).")
+    atomic_write_text(run_dir / CONFIG_FILE, dump_config(config))  # keeps an extended train.epochs
+    log(f"Resuming run {run_dir.name} from epoch {state.epoch + 1} of {config.train.epochs}.")
+    if state.best_value is not None:
+        log(f"Best so far: {state.best_value:.4f} at epoch {state.best_epoch} (train.monitor {config.train.monitor}).")
+    return _fit(config, splits, run_dir, state if state.epoch > 0 else None, log)
+
+
+def _fit(config: Config, splits: Splits, run_dir: Path, state, log: Callable[[str], None]) -> TrainResult:
+    """Decode, build, (re)load, train the remaining stages. ``state`` None = from epoch 1."""
+    from imgai.resume import TrainState, restore_rng
+
+    class_names = splits.class_names
+    train_cfg = config.train
+    monitor = train_cfg.monitor
+    if monitor.startswith("val_") and splits.val is None:
+        log(
+            f"Note: no validation data (no val/ folder and no data.validation_split), so best.keras, early stopping "
+            f"and plateaus use training {monitor[4:]} instead of {monitor}."
+        )
+        monitor = monitor[4:]
+    mode = train_cfg.monitor_mode if train_cfg.monitor_mode != "auto" else ("min" if monitor.endswith("loss") else "max")
     log(f"Found {len(class_names)} classes:")
     log(describe_splits(splits))
 
@@ -167,46 +379,103 @@ def train(config: Config, name: str | None = None, log: Callable[[str], None] = 
 
     import keras
 
-    from imgai.models import create_model
+    from imgai.models import backbone_layers, create_model
+    from imgai.optim import class_weights, describe_class_weights, describe_optimization
 
-    keras.utils.set_random_seed(config.seed)
+    resuming = state is not None
+    state = state or TrainState()
+    _seed_everything(config, log)
     channels = 3 if config.data.color_mode == "rgb" else 1
     model = create_model(config.model, config.data.image_size, channels, len(class_names), config.data.interpolation)
+    stages = [s for s in _stages(config) if s[2] > state.epoch]
+    if train_cfg.fine_tune_after is not None and not backbone_layers(model):
+        raise ImgaiError(
+            f"train.fine_tune_after is set but model '{config.model.name}' has no pretrained backbone to unfreeze: "
+            "choose a backbone model or leave train.fine_tune_after empty"
+        )
     metrics: list = ["accuracy"]
     if len(class_names) > 5:
-        k = min(config.train.top_k, len(class_names) - 1)
+        k = min(train_cfg.top_k, len(class_names) - 1)
         metrics.append(keras.metrics.TopKCategoricalAccuracy(k=k, name=f"top{k}_accuracy"))
-    model.compile(
-        optimizer=keras.optimizers.get({"class_name": config.train.optimizer, "config": {"learning_rate": config.train.learning_rate}}),
-        loss=config.train.loss,
-        metrics=metrics,
-    )
+
+    # Compile for the stage the checkpoint was written in (its optimizer's variables must match),
+    # or for the first stage of a new run; the loop below switches stage when needed.
+    compiled_stage = state.stage if resuming else stages[0][0]
+    if compiled_stage == "fine_tune":
+        _unfreeze(model, config, log)
+    peak = _compile(model, config, compiled_stage, metrics)
+    if resuming:
+        # Weights and optimizer state (moments, step counter = the schedule's position).
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(run_dir / LAST_MODEL)
+        restore_rng(model, state.rng)
     log(f"Model '{config.model.name}': {model.count_params():,} parameters.")
+    log(f"Optimizer: {describe_optimization(train_cfg, peak)}.")
+
+    weights = class_weights(train_cfg.class_weight, train_images.labels, class_names)
+    if weights is not None:
+        log(f"Class weights ({'balanced' if train_cfg.class_weight == 'balanced' else 'given'}):")
+        log(describe_class_weights(weights, train_images.labels, class_names))
 
     num_classes = len(class_names)
     batch = config.data.batch_size
-    train_batches = make_batches(train_images, num_classes, batch, shuffle=config.data.shuffle, seed=config.seed)
+    train_batches = make_batches(train_images, num_classes, batch, shuffle=config.data.shuffle, seed=config.seed, epoch=state.epoch)
     val_batches = make_batches(val_images, num_classes, batch) if val_images is not None and len(val_images) else None
-    checkpointer = _make_checkpointer(run_dir, monitor, mode, model_metadata(config, class_names), log)
-    callbacks = [_make_history_writer(run_dir / HISTORY_FILE), checkpointer]
+    lr_control = _make_learning_rate_control(train_cfg, len(train_batches), state, train_batches)
+    callbacks = [
+        lr_control,
+        _make_history_writer(run_dir / HISTORY_FILE),
+        _make_epoch_keeper(run_dir, train_cfg, monitor, mode, model_metadata(config, class_names), state, log),
+    ]
+    if train_cfg.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
+        log(f"TensorBoard logs: tensorboard --logdir {run_dir / 'tensorboard'}")
 
-    log(f"Training for {config.train.epochs} epoch(s) on {len(train_images)} images, batch size {batch}.")
+    if train_cfg.early_stopping_patience:
+        log(
+            f"Early stopping: after {train_cfg.early_stopping_patience} epoch(s) without {monitor} improving by more "
+            f"than {train_cfg.early_stopping_min_delta:g}."
+        )
+    log(f"Training for {train_cfg.epochs} epoch(s) on {len(train_images)} images, batch size {batch}.")
     start = time.perf_counter()
-    history = model.fit(
-        train_batches,
-        validation_data=val_batches,
-        epochs=config.train.epochs,
-        callbacks=callbacks,
-        verbose=1 if sys.stdout.isatty() else 2,
-    )
+    for stage, first, end in stages:
+        if stage != compiled_stage:  # entering the fine-tune stage: fresh optimizer at a lower rate
+            _unfreeze(model, config, log)
+            peak = _compile(model, config, stage, metrics)
+            compiled_stage = stage
+            log(f"Fine-tune stage from epoch {first + 1}: {describe_optimization(train_cfg, peak)}.")
+        state.stage = stage
+        lr_control.configure(first, end - first, peak)
+        model.fit(
+            train_batches,
+            validation_data=val_batches,
+            initial_epoch=max(first, state.epoch),
+            epochs=end,
+            callbacks=callbacks,
+            class_weight=weights,
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+        if state.stopped_early:
+            break
     seconds = time.perf_counter() - start
+
+    if state.stopped_early:
+        log(
+            f"Early stopping at epoch {state.epoch}: {monitor} did not improve by more than "
+            f"{train_cfg.early_stopping_min_delta:g} for {train_cfg.early_stopping_patience} epoch(s)."
+        )
+        if train_cfg.restore_best_weights and (run_dir / BEST_MODEL).is_file():
+            model.load_weights(run_dir / BEST_MODEL)
+            log(f"Restored the weights of the best epoch, {state.best_epoch}.")
     result = TrainResult(
         run_dir=run_dir,
-        best_epoch=checkpointer.best_epoch,
-        best_value=checkpointer.best_value if checkpointer.best_value is not None else float("nan"),
+        best_epoch=state.best_epoch,
+        best_value=state.best_value if state.best_value is not None else float("nan"),
         monitor=monitor,
-        epochs_run=len(history.epoch),
+        epochs_run=state.epoch,
         seconds=seconds,
+        stopped_early=state.stopped_early,
+        model=model,
     )
     log(
         f"Done in {seconds:.0f} s. Best epoch {result.best_epoch}/{result.epochs_run}: "
