@@ -10,7 +10,15 @@ keras = pytest.importorskip("keras")
 
 from imgai.config import load_config  # noqa: E402
 from imgai.errors import ImgaiError  # noqa: E402
-from imgai.models import available_models, create_model, load_model, read_metadata, save_model  # noqa: E402
+from imgai.models import (  # noqa: E402
+    available_models,
+    backbone_layers,
+    create_model,
+    load_model,
+    read_metadata,
+    save_model,
+    unfreeze_backbone,
+)
 
 
 def model_cfg(*overrides):
@@ -111,3 +119,36 @@ def test_wrong_model_files_are_clear_errors(tmp_path):
         z.writestr("readme.txt", "hi")
     with pytest.raises(ImgaiError, match="no config.json"):
         load_model(other_zip)
+
+
+# --------------------------------------------------------------------- the backbone contract
+
+
+def nested_backbone_model():
+    """A backbone as one nested, frozen keras.Model named backbone (the keras.applications way)."""
+    inner_in = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, name="block1_conv")(inner_in)
+    x = keras.layers.BatchNormalization(name="block1_bn")(x)
+    x = keras.layers.Conv2D(4, 3, name="block2_conv")(x)
+    backbone = keras.Model(inner_in, x, name="backbone")
+    backbone.trainable = False
+    inputs = keras.Input((16, 16, 3))
+    y = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
+    return keras.Model(inputs, keras.layers.Dense(2, name="head")(y))
+
+
+def test_backbone_layers_of_a_nested_backbone_and_of_a_model_without_one():
+    model = nested_backbone_model()
+    assert [l.name for l in backbone_layers(model)] == ["block1_conv", "block1_bn", "block2_conv"]
+    assert backbone_layers(create_model(model_cfg("model.filters=[4]", "model.dense_units=4"), (32, 32), 3, 2)) == []
+
+
+def test_unfreeze_top_layers_keeps_batchnorm_frozen():
+    model = nested_backbone_model()
+    assert len(model.trainable_weights) == 2  # only the head
+    assert unfreeze_backbone(model, 2) == 1  # block1_bn (BatchNorm) and block2_conv: only the conv
+    trainable = {l.name for l in backbone_layers(model) if l.trainable}
+    assert trainable == {"block2_conv"}
+    assert len(model.trainable_weights) == 4
+    assert unfreeze_backbone(model, "all") == 2
+    assert {l.name for l in backbone_layers(model) if l.trainable} == {"block1_conv", "block2_conv"}

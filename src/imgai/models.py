@@ -102,14 +102,14 @@ def backbone_layers(model) -> list:
     """The layers of ``model``'s pretrained backbone, from input to output (empty if none).
 
     Contract for model builders: either the backbone is one nested ``keras.Model`` layer whose
-    name starts with ``"backbone"`` (its inner layers are returned), or its layers are inlined
+    name starts with ``"backbone"`` (its inner layers but the input are returned), or its layers are inlined
     with names starting with ``"backbone_"``.
     """
     import keras
 
     for layer in model.layers:
         if isinstance(layer, keras.Model) and layer.name.startswith(BACKBONE_PREFIX):
-            return list(layer.layers)
+            return [inner for inner in layer.layers if not isinstance(inner, keras.layers.InputLayer)]
     return [layer for layer in model.layers if layer.name.startswith(BACKBONE_PREFIX + "_")]
 
 

@@ -108,6 +108,8 @@ def _make_learning_rate_control(train_cfg, steps_per_epoch: int, state, batches)
 
     from imgai.optim import learning_rate_at
 
+    jax_backend = keras.backend.backend() == "jax"
+
     class LearningRateControl(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
@@ -126,18 +128,23 @@ def _make_learning_rate_control(train_cfg, steps_per_epoch: int, state, batches)
                 lr = max(lr, train_cfg.plateau_min_learning_rate)
             return lr
 
-        def _apply(self, lr: float) -> None:
-            if lr != self.current:
-                self.model.optimizer.learning_rate = lr
-                self.current = lr
+        def _apply(self, lr: float, mid_epoch: bool) -> None:
+            if lr == self.current:
+                return
+            if mid_epoch and jax_backend:
+                # JAX trains on a copy of the variables and writes it back at the epoch's end;
+                # write it back now so that the next step reads the new rate.
+                self.model.jax_state_sync()
+            self.model.optimizer.learning_rate = lr
+            self.current = lr
 
         def on_epoch_begin(self, epoch, logs=None):
             self._epoch = epoch
             batches.set_epoch(epoch)  # before Keras opens this epoch's iterator
-            self._apply(self.rate(epoch, 0))
+            self._apply(self.rate(epoch, 0), mid_epoch=False)
 
         def on_train_batch_begin(self, batch, logs=None):
-            self._apply(self.rate(self._epoch, batch))
+            self._apply(self.rate(self._epoch, batch), mid_epoch=batch > 0)
 
         def on_epoch_end(self, epoch, logs=None):
             if logs is not None and self.current is not None:
