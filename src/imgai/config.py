@@ -114,7 +114,7 @@ class TrainConfig(_Section):
         "categorical_crossentropy", description="Loss on one-hot labels."
     )
     monitor: Literal["val_accuracy", "val_loss", "accuracy", "loss"] = Field(
-        "val_accuracy", description="Metric that picks best.keras (val_* needs validation data)."
+        "val_accuracy", description="Metric that picks best.keras and drives early stopping and plateaus (val_* needs validation data)."
     )
     top_k: int = Field(5, ge=2, description="k of the top-k accuracy reported when there are more than 5 classes.")
     monitor_mode: Literal["auto", "min", "max"] = Field(
