@@ -150,5 +150,6 @@ def test_unfreeze_top_layers_keeps_batchnorm_frozen():
     trainable = {l.name for l in backbone_layers(model) if l.trainable}
     assert trainable == {"block2_conv"}
     assert len(model.trainable_weights) == 4
+    assert unfreeze_backbone(model, 99) == 2  # more than there are: all of them
     assert unfreeze_backbone(model, "all") == 2
     assert {l.name for l in backbone_layers(model) if l.trainable} == {"block1_conv", "block2_conv"}

@@ -54,6 +54,8 @@ def test_step_and_exponential_schedules():
         (["train.optimizer=adam"], "Adam", {"weight_decay": None}),
         (["train.optimizer=adamw"], "AdamW", {"weight_decay": 0.004}),
         (["train.optimizer=adamw", "train.weight_decay=0.05"], "AdamW", {"weight_decay": 0.05}),
+        (["train.optimizer=adamw", "train.weight_decay=0"], "AdamW", {"weight_decay": 0.0}),
+        (["train.optimizer=sgd", "train.weight_decay=0.01"], "SGD", {"weight_decay": 0.01}),
         (["train.optimizer=sgd", "train.momentum=0.8", "train.nesterov=true"], "SGD", {"momentum": 0.8, "nesterov": True}),
         (["train.optimizer=rmsprop", "train.momentum=0.5"], "RMSprop", {"momentum": 0.5}),
         (["train.gradient_clip_norm=1.5"], "Adam", {"global_clipnorm": 1.5, "clipvalue": None}),

@@ -175,11 +175,11 @@ def test_fine_tune_needs_a_backbone(split_dataset, tmp_path):
 
 @pytest.fixture(scope="module")
 def slow_project(tmp_path_factory):
-    """Enough single-image steps that an epoch lasts about a second, so a kill lands inside one."""
+    """Enough single-image steps (300 per epoch, about 2 s on 2 cores), so a kill lands inside one."""
     from imgai.sample_data import make_shapes_dataset
 
     work = tmp_path_factory.mktemp("killproject")
-    make_shapes_dataset(work / "data", {"train": 150, "val": 10}, shapes=("circle", "square", "triangle"), size=32, fmt="png")
+    make_shapes_dataset(work / "data", {"train": 100, "val": 10}, shapes=("circle", "square", "triangle"), size=32, fmt="png")
     (work / "slow.yaml").write_text(
         "data:\n  root: data\n  image_size: [32, 32]\n  batch_size: 1\n"
         "model:\n  filters: [8, 16]\n  dense_units: 16\n"

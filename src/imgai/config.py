@@ -176,7 +176,7 @@ class TrainConfig(_Section):
     )
     # Speed
     jit_compile: Literal["auto"] | bool = Field("auto", description="Compile the training step with XLA: auto, true or false.")
-    steps_per_execution: int = Field(1, ge=1, description="Training steps run per call into the backend (fewer Python round trips).")
+    steps_per_execution: int = Field(1, ge=1, description="Training steps run per call into the backend (fewer Python round trips; the learning rate then changes once per call).")
 
     @field_validator("class_weight", mode="before")
     @classmethod

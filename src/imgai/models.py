@@ -123,7 +123,7 @@ def unfreeze_backbone(model, top: int | str = "all") -> int:
     for layer in model.layers:  # a frozen container hides its layers' weights: open it first
         if isinstance(layer, keras.Model) and layer.name.startswith(BACKBONE_PREFIX):
             layer.trainable = True
-    chosen = layers if top == "all" else layers[len(layers) - int(top):]
+    chosen = layers if top == "all" else layers[max(0, len(layers) - int(top)):]
     chosen_ids = {id(layer) for layer in chosen}
     unfrozen = 0
     for layer in layers:

@@ -48,7 +48,7 @@ def build_optimizer(train_cfg, learning_rate: float):
     decay = train_cfg.weight_decay
     if decay is None and train_cfg.optimizer == "adamw":
         decay = ADAMW_DEFAULT_WEIGHT_DECAY
-    if decay:
+    if decay or train_cfg.optimizer == "adamw":  # AdamW would fall back to its default on None
         kwargs["weight_decay"] = decay
     if train_cfg.gradient_clip_norm is not None:
         kwargs["global_clipnorm"] = train_cfg.gradient_clip_norm

@@ -445,25 +445,29 @@ def _fit(config: Config, splits: Splits, run_dir: Path, state, log: Callable[[st
         )
     log(f"Training for {train_cfg.epochs} epoch(s) on {len(train_images)} images, batch size {batch}.")
     start = time.perf_counter()
-    for stage, first, end in stages:
-        if stage != compiled_stage:  # entering the fine-tune stage: fresh optimizer at a lower rate
-            _unfreeze(model, config, log)
-            peak = _compile(model, config, stage, metrics)
-            compiled_stage = stage
-            log(f"Fine-tune stage from epoch {first + 1}: {describe_optimization(train_cfg, peak)}.")
-        state.stage = stage
-        lr_control.configure(first, end - first, peak)
-        model.fit(
-            train_batches,
-            validation_data=val_batches,
-            initial_epoch=max(first, state.epoch),
-            epochs=end,
-            callbacks=callbacks,
-            class_weight=weights,
-            verbose=1 if sys.stdout.isatty() else 2,
-        )
-        if state.stopped_early:
-            break
+    try:
+        for stage, first, end in stages:
+            if stage != compiled_stage:  # entering the fine-tune stage: fresh optimizer at a lower rate
+                _unfreeze(model, config, log)
+                peak = _compile(model, config, stage, metrics)
+                compiled_stage = stage
+                log(f"Fine-tune stage from epoch {first + 1}: {describe_optimization(train_cfg, peak)}.")
+            state.stage = stage
+            lr_control.configure(first, end - first, peak)
+            model.fit(
+                train_batches,
+                validation_data=val_batches,
+                initial_epoch=max(first, state.epoch),
+                epochs=end,
+                callbacks=callbacks,
+                class_weight=weights,
+                verbose=1 if sys.stdout.isatty() else 2,
+            )
+            if state.stopped_early:
+                break
+    except KeyboardInterrupt:
+        log(f"\nInterrupted with {state.epoch} epoch(s) saved. Continue with: imgai train --resume {run_dir}")
+        raise
     seconds = time.perf_counter() - start
 
     if state.stopped_early:
