@@ -229,6 +229,7 @@ def test_sigkill_mid_epoch_then_resume_and_extend(slow_project):
     # Deterministic, so the interrupted run is the uninterrupted one: same history, same weights.
     assert (run / "history.csv").read_text() == (work / "runs" / "ref" / "history.csv").read_text()
     assert_same_weights(last, weights_of(work / "runs" / "ref" / "last.keras"))
+    assert_same_weights(best, weights_of(work / "runs" / "ref" / "best.keras"))  # best tracked across the kill
 
     finished = run_imgai("train", "--resume", "runs/r", cwd=work)
     assert finished.returncode == 2 and "already finished 3 of 3 epochs" in finished.stderr
