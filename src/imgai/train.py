@@ -246,9 +246,15 @@ def _seed_everything(config: Config, log: Callable[[str], None]) -> None:
 
         tf.config.experimental.enable_op_determinism()
     elif backend == "torch":
+        import os
+
         import torch
 
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS' requirement for determinism
         torch.use_deterministic_algorithms(True)
+    elif backend == "jax":
+        # XLA on CPU is deterministic; its GPU flag is read once, when JAX starts, so it cannot be set here.
+        log("Note: on a GPU, JAX needs XLA_FLAGS=--xla_gpu_deterministic_ops=true set before imgai starts.")
     log(f"Deterministic mode: seed {config.seed}, deterministic {backend} ops.")
 
 
