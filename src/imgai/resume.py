@@ -87,7 +87,7 @@ def copy_atomically(source: Path, target: Path) -> None:
 def find_run(run: str | Path, runs_dir: str | Path = "runs") -> Path:
     """``--resume`` accepts a run folder or a run name under ``runs_dir``."""
     path = Path(run)
-    if not path.is_dir() and not path.is_absolute():
+    if not path.is_dir() and len(path.parts) == 1:  # a bare name: look under runs_dir
         path = Path(runs_dir) / run
     if not path.is_dir():
         raise ImgaiError(f"run '{run}' not found (looked for folder '{path}'): pass a run folder such as runs/run1")
