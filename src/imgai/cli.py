@@ -61,6 +61,7 @@ def cli(verbose: bool) -> None:
       imgai train --config configs/cnn.yaml train.epochs=5
       imgai eval                      # scores the latest run's best model
       imgai predict photo.jpg         # class names with probabilities
+      imgai explain photo.jpg         # heat map of what drove the prediction
     """
     from imgai.quiet import silence_frameworks
 
@@ -219,6 +220,51 @@ def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size) ->
     if failed:
         click.echo(f"{failed} of {count} file(s) could not be predicted.", err=True)
         sys.exit(1)
+
+
+# --------------------------------------------------------------------------------- explain
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+@click.option("--model", "model_path", default=None, metavar="PATH", help="A .keras file or run folder (default: latest run's best.keras).")
+@click.option("--run", default=None, metavar="NAME", help="Use this run's best.keras.")
+@click.option("--runs-dir", default="runs", show_default=True, help="Where runs live.")
+@click.option("--class", "class_name", default=None, metavar="NAME", help="Explain this class instead of the predicted one.")
+@click.option("-o", "--output", default=None, metavar="FILE", help="PNG to write (one IMAGE only; default: IMAGE-NAME_gradcam.png in --output-dir).")
+@click.option("--output-dir", default=".", show_default=True, metavar="DIR", help="Folder for the PNGs when --output is not given.")
+@click.option("--layer", default=None, metavar="NAME", help="Feature-map layer to read (default: the last one with a 4-D output).")
+@_handle_errors
+def explain(images, model_path, run, runs_dir, class_name, output, output_dir, layer) -> None:
+    """Show which part of an image drove the prediction: a Grad-CAM heat map over the image.
+
+    \b
+    Examples:
+      imgai explain photo.jpg                       # writes photo_gradcam.png
+      imgai explain photo.jpg --class tulips -o why-tulips.png
+      imgai explain a.jpg b.jpg --output-dir explanations/
+    Red regions raised the score of the class most; blue ones did not. TensorFlow backend.
+    """
+    from pathlib import Path
+
+    from imgai.runs import resolve_model_path
+
+    if output is not None and len(images) > 1:
+        raise ImgaiError("--output names one file: with several images use --output-dir DIR")
+    targets = [Path(output)] if output else [Path(output_dir) / f"{Path(i).stem}_gradcam.png" for i in images]
+    for target in targets:
+        if not target.parent.is_dir():
+            raise ImgaiError(f"cannot write '{target}': folder '{target.parent}' does not exist")
+    path = resolve_model_path(model_path, run, runs_dir)
+    _load_keras()
+    from imgai.explain import explain_file
+    from imgai.models import load_model
+
+    model, meta = load_model(path)
+    for image, target in zip(images, targets):
+        result = explain_file(model, meta, image, target, class_name=class_name, layer=layer)
+        about = "" if result["explained"] == result["predicted"] else f"; explained '{result['explained']}' ({result['explained_probability']:.1%})"
+        click.echo(f"{image}: predicted {result['predicted']} ({result['probability']:.1%}){about} -> {target}")
 
 
 # ---------------------------------------------------------------------------------- config
