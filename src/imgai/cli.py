@@ -106,7 +106,7 @@ def train(configs: tuple[str, ...], name: str | None, overrides: tuple[str, ...]
 @click.option("--runs-dir", default="runs", show_default=True, help="Where runs live.")
 @click.option("--output-dir", default=None, metavar="DIR", help="Where the report goes (default: beside the model).")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Images per inference batch.")
-@click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=2), help="k of the top-k accuracy (at most classes - 1).")
+@click.option("--top-k", default=None, type=click.IntRange(min=2), help="k of the top-k accuracy (default: 5 with more than 5 classes, else 2).")
 @click.option("-c", "--config", "configs", multiple=True, metavar="FILE", help="YAML file whose eval: section holds gate checks (merged over the run's config.yaml).")
 @click.option("--fail-under", multiple=True, metavar="METRIC=MIN", help="Fail (exit 1) if METRIC is below MIN; repeatable. E.g. accuracy=0.9, f1_macro=0.85, top3_accuracy=0.95.")
 @click.option("--fail-over", multiple=True, metavar="METRIC=MAX", help="Fail if METRIC is above MAX (for loss); repeatable.")

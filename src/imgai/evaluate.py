@@ -153,7 +153,7 @@ def evaluate(
     log: Callable[[str], None] = print,
     output_dir: str | Path | None = None,
     gate: GateSpec | None = None,
-    top_k: int = 5,
+    top_k: int | None = None,
     gallery_size: int = 16,
 ) -> dict:
     """Score ``model_path`` on ``data_dir`` (or its run's test/val split), run the quality gate,
@@ -189,6 +189,8 @@ def evaluate(
         log(f"Skipped {len(skipped)} unreadable file(s): " + ", ".join(p for p, _ in skipped[:5]) + (" ..." if len(skipped) > 5 else ""))
     if len(paths) == 0:
         raise ImgaiError(f"none of the images in '{files.source}' could be read")
+    if top_k is None:  # as in training for many classes; top-2 says more than top-4 of 5
+        top_k = 5 if len(classes) > 5 else 2
     metrics = compute_metrics(probabilities, labels, classes, top_k)
     metrics.update(
         {
@@ -224,15 +226,15 @@ def evaluate(
 def format_metrics(metrics: dict) -> str:
     """The printed summary: overall figures, then one line per class."""
     lines = [
-        f"  images      {metrics['num_images']}" + (f" ({metrics['num_skipped']} skipped)" if metrics.get("num_skipped") else ""),
-        f"  loss        {metrics['loss']:.4f}",
-        f"  accuracy    {metrics['accuracy']:.2%}",
+        f"  images         {metrics['num_images']}" + (f" ({metrics['num_skipped']} skipped)" if metrics.get("num_skipped") else ""),
+        f"  loss           {metrics['loss']:.4f}",
+        f"  accuracy       {metrics['accuracy']:.2%}",
     ]
-    lines += [f"  {key.replace('_', ' '):<11} {value:.2%}" for key, value in metrics.items() if key.startswith("top") and key.endswith("_accuracy")]
+    lines += [f"  {key.replace('_', ' '):<14} {value:.2%}" for key, value in metrics.items() if key.startswith("top") and key.endswith("_accuracy")]
     for avg in ("macro", "weighted"):
         if f"f1_{avg}" in metrics:
             lines.append(
-                f"  {avg:<11} precision {metrics[f'precision_{avg}']:.2%}  recall {metrics[f'recall_{avg}']:.2%}  F1 {metrics[f'f1_{avg}']:.2%}"
+                f"  {avg:<14} precision {metrics[f'precision_{avg}']:.2%}  recall {metrics[f'recall_{avg}']:.2%}  F1 {metrics[f'f1_{avg}']:.2%}"
             )
     width = max(len(name) for name in [*metrics["per_class"], "class"])
     lines.append(f"  {'class':<{width}}  {'precision':>9}  {'recall':>7}  {'F1':>7}  {'images':>6}")

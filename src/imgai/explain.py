@@ -56,23 +56,30 @@ def _is_feature_map(layer) -> bool:
     return not any(part in layer.__class__.__name__ for part in _PASS_THROUGH)
 
 
-def _candidates(model, prefix: tuple = ()) -> list[tuple]:
-    """Paths (outer layer, ..., layer) of every feature-map layer, in graph order."""
+def _candidates(model, prefix: tuple = (), any_4d: bool = False) -> list[tuple]:
+    """Paths (outer layer, ..., layer) of every feature-map layer, in graph order; with
+    ``any_4d`` pooling and dropout layers count too."""
     found: list[tuple] = []
     for layer in _sub_layers(model):
         path = prefix + (layer,)
         if _is_model(layer):
-            found.extend(_candidates(layer, path))
-        if _is_feature_map(layer):
+            found.extend(_candidates(layer, path, any_4d))
+        if _is_feature_map(layer) or (any_4d and _output_rank(layer) == 4 and not _is_input(layer)):
             found.append(path)
     return found
+
+
+def _is_input(layer) -> bool:
+    import keras
+
+    return isinstance(layer, keras.layers.InputLayer)
 
 
 def find_target_layer(model, name: str | None = None) -> tuple:
     """The path to the layer Grad-CAM reads: ``name`` if given, else the last feature map."""
     candidates = _candidates(model)
     if name is not None:
-        named = [path for path in candidates if path[-1].name == name]
+        named = [path for path in _candidates(model, any_4d=True) if path[-1].name == name]
         if not named:
             raise ImgaiError(
                 f"model has no layer '{name}' with a 4-D feature map: choose one of "
@@ -372,7 +379,8 @@ def explain_file(
     explained = int(result.class_indices[0])
 
     plt = plots._pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5.2))
+    aspect = shown.shape[0] / shown.shape[1]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5 * aspect + 0.9))
     axes[0].imshow(shown)
     axes[0].set_title(Path(image_path).name)
     axes[1].imshow(overlay(shown, heat))

@@ -179,7 +179,8 @@ def write_report(
                 continue
             p = probabilities[i]
             name = Path(paths[i]).name
-            captions.append(f"{name[:24]}\ntrue: {class_names[labels[i]]}\npredicted: {class_names[int(p.argmax())]} {p.max():.0%}")
+            name = name if len(name) <= 26 else f"{name[:12]}…{name[-12:]}"
+            captions.append(f"{name}\ntrue: {class_names[labels[i]]}\npredicted: {class_names[int(p.argmax())]} {p.max():.0%}")
         if images:
             written.append(plots.plot_gallery(images, captions, out_dir / GALLERY_PNG,
                                               f"Most confidently wrong ({len(images)} of {int((probabilities.argmax(1) != labels).sum())} wrong)"))
