@@ -181,8 +181,9 @@ class Explanation:
 
 
 def grad_cam(model, images: np.ndarray, class_indices=None, layer: str | None = None) -> Explanation:
-    """Grad-CAM for a batch of images (N, H, W, C) with pixel values 0..255, as the model takes
-    them. ``class_indices`` (one per image, or None for each image's predicted class)."""
+    """Grad-CAM for a batch of images (N, H, W, C) with pixel values 0..255, at the model's image
+    size (as :func:`imgai.data.decode_image` gives them). ``class_indices``: one per image, or
+    None for each image's predicted class."""
     import keras
 
     backend = keras.backend.backend()
@@ -191,9 +192,10 @@ def grad_cam(model, images: np.ndarray, class_indices=None, layer: str | None = 
         raise ImgaiError(
             f"imgai explain needs the TensorFlow backend for now (KERAS_BACKEND is '{backend}'): run it with KERAS_BACKEND=tensorflow"
         )
+    images = np.asarray(images, dtype=np.float32)
     path = find_target_layer(model, layer)
     indices = None if class_indices is None else np.broadcast_to(np.asarray(class_indices, dtype=np.int32), (len(images),))
-    activation, gradients, probabilities = compute(model, np.asarray(images, dtype=np.float32), indices, path)
+    activation, gradients, probabilities = compute(model, images, indices, path)
     weights = gradients.mean(axis=(1, 2), keepdims=True)  # one weight per channel
     cams = np.maximum((activation * weights).sum(axis=-1), 0.0)
     peak = cams.max(axis=(1, 2), keepdims=True)
