@@ -334,14 +334,14 @@ def place_heatmap(heatmap: np.ndarray, geometry: CellGeometry, model_size: tuple
     return (top * (1 - fr) + bottom * fr).astype(np.float32)
 
 
-def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.65) -> np.ndarray:
     """The heat map (already at the image's size) coloured with 'jet' and blended on the image."""
     import matplotlib
 
     rgb = image if image.shape[-1] == 3 else np.repeat(image[..., :1], 3, axis=-1)
     colours = matplotlib.colormaps["jet"](np.clip(heatmap, 0, 1))[..., :3] * 255
     # Cool regions let the photo through; hot regions are coloured more strongly.
-    weight = alpha * (0.15 + 0.85 * np.clip(heatmap, 0, 1))[..., None]
+    weight = alpha * (0.3 + 0.7 * np.sqrt(np.clip(heatmap, 0, 1)))[..., None]
     return np.clip(rgb * (1 - weight) + colours * weight, 0, 255).astype(np.uint8)
 
 
@@ -382,7 +382,7 @@ def explain_file(
 
     plt = plots._pyplot()
     aspect = shown.shape[0] / shown.shape[1]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5 * aspect + 0.9))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5 * aspect + 0.9), layout="constrained")
     axes[0].imshow(shown)
     axes[0].set_title(Path(image_path).name)
     axes[1].imshow(overlay(shown, heat))
