@@ -165,3 +165,21 @@ def test_saved_model_explains_the_same(shapes_model, tmp_path):
     loaded, _ = load_model(tmp_path / "m.keras")
     x, _, _ = _shapes(np.random.default_rng(9), 4, size)
     np.testing.assert_allclose(grad_cam(loaded, x).heatmaps, grad_cam(model, x).heatmaps, atol=1e-4)
+
+
+@pytest.mark.parametrize("nested", [True, False])
+def test_keras_applications_backbone(nested):
+    """A pretrained-style backbone (no weights here), used as one layer or built flat."""
+    inputs = keras.Input((None, None, 3))
+    x = layers.Resizing(64, 64)(inputs)
+    if nested:
+        backbone = keras.applications.MobileNetV2(include_top=False, weights=None, alpha=0.35, input_shape=(64, 64, 3))
+        features = backbone(x)
+    else:
+        features = keras.applications.MobileNetV2(include_top=False, weights=None, alpha=0.35, input_tensor=x).output
+    pooled = layers.GlobalAveragePooling2D()(features)
+    model = keras.Model(inputs, layers.Dense(2, activation="softmax")(pooled))
+    result = grad_cam(model, np.random.default_rng(1).uniform(0, 255, (2, 64, 64, 3)))
+    assert result.heatmaps.shape == (2, 2, 2)
+    assert result.layer == ("mobilenetv2_0.35_64" if nested else "out_relu")
+    assert result.geometry.scale == (32.0, 32.0)  # five stride-2 stages
