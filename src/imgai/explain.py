@@ -380,9 +380,8 @@ def explain_file(
     predicted = int(probabilities.argmax())
     explained = int(result.class_indices[0])
 
-    plt = plots._pyplot()
     aspect = shown.shape[0] / shown.shape[1]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5 * aspect + 0.9), layout="constrained")
+    fig, axes = plots.new_figure(1, 2, figsize=(10, 5 * aspect + 0.9), layout="constrained")
     axes[0].imshow(shown)
     axes[0].set_title(Path(image_path).name)
     axes[1].imshow(overlay(shown, heat))

@@ -1,7 +1,8 @@
 """PNG plots for evaluation reports and explanations (matplotlib, no display needed).
 
-matplotlib is imported inside each function, with the non-interactive Agg backend, so importing
-imgai (and ``imgai --help``) stays light. Every figure is written atomically.
+matplotlib is imported inside each function and used without pyplot (figures render through Agg,
+no display needed), so importing imgai (and ``imgai --help``) stays light and a notebook's
+matplotlib settings are left alone. Every figure is written atomically.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
-    import matplotlib
+def new_figure(nrows: int = 1, ncols: int = 1, **kwargs):
+    """A matplotlib Figure and its axes, without pyplot: no global state, no display, and a
+    notebook's own matplotlib backend is left alone (PNG output goes through Agg)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=kwargs.pop("figsize", None), layout=kwargs.pop("layout", None))
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 def save_figure(fig, path: str | Path) -> Path:
@@ -35,20 +36,17 @@ def save_figure(fig, path: str | Path) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    finally:
-        _pyplot().close(fig)
     return path
 
 
 def plot_confusion_matrix(matrix: list[list[int]] | np.ndarray, class_names: list[str], path: str | Path, normalize: bool = False) -> Path:
     """The confusion matrix as a heat map with the number in each cell; rows are true classes.
     ``normalize`` divides each row by its total, so the diagonal is each class's recall."""
-    plt = _pyplot()
     counts = np.asarray(matrix, dtype=np.float64)
     values = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1) if normalize else counts
     n = len(class_names)
     side = max(4.0, 0.6 * n + 2.5)
-    fig, ax = plt.subplots(figsize=(side + 1, side))
+    fig, ax = new_figure(figsize=(side + 1, side))
     image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalize else max(1, values.max()))
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     ax.set_xticks(range(n), class_names, rotation=45, ha="right")
@@ -83,7 +81,6 @@ def read_history(path: str | Path) -> dict[str, list[float]]:
 def plot_training_curves(history_path: str | Path, path: str | Path, monitor: str = "val_accuracy") -> Path:
     """Loss and accuracy per epoch, training vs validation, with the best epoch (by ``monitor``,
     as training chose best.keras) marked."""
-    plt = _pyplot()
     history = read_history(history_path)
     if not history.get("epoch"):
         raise ValueError(f"{history_path} holds no epochs")
@@ -97,7 +94,7 @@ def plot_training_curves(history_path: str | Path, path: str | Path, monitor: st
         values = np.asarray(history[monitor], dtype=np.float64)
         if np.isfinite(values).any():
             best = int(np.nanargmin(values) if monitor.endswith("loss") else np.nanargmax(values))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = new_figure(1, 2, figsize=(11, 4))
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for key, label, style in ((metric, "training", "-o"), (f"val_{metric}", "validation", "-s")):
             if key in history:
@@ -115,11 +112,10 @@ def plot_training_curves(history_path: str | Path, path: str | Path, monitor: st
 
 def plot_gallery(images: list[np.ndarray], captions: list[str], path: str | Path, title: str) -> Path:
     """A grid of images with a caption under each."""
-    plt = _pyplot()
     n = len(images)
     cols = min(4, max(1, n))
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 3.3 * rows), squeeze=False, layout="constrained")
+    fig, axes = new_figure(rows, cols, figsize=(3.0 * cols, 3.3 * rows), squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, caption in zip(axes.flat, images, captions):
