@@ -61,6 +61,7 @@ def cli(verbose: bool) -> None:
       imgai train --config configs/cnn.yaml train.epochs=5
       imgai eval                      # scores the latest run's best model
       imgai predict photo.jpg         # class names with probabilities
+      imgai explain photo.jpg         # heat map of what drove the prediction
     """
     from imgai.quiet import silence_frameworks
 
@@ -124,59 +125,167 @@ def train(configs: tuple[str, ...], name: str | None, resume_run: str | None, ov
 @click.option("--run", default=None, metavar="NAME", help="Use this run's best.keras (a name under --runs-dir, or a folder).")
 @click.option("--data", "data_dir", default=None, metavar="DIR", help="Labelled images to score: one sub-folder per class (default: the run's test split, else its validation split).")
 @click.option("--runs-dir", default="runs", show_default=True, help="Where runs live.")
+@click.option("--output-dir", default=None, metavar="DIR", help="Where the report goes (default: beside the model).")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Images per inference batch.")
+@click.option("--top-k", default=None, type=click.IntRange(min=2), help="k of the top-k accuracy (default: 5 with more than 5 classes, else 2).")
+@click.option("-c", "--config", "configs", multiple=True, metavar="FILE", help="YAML file whose eval: section holds gate checks (merged over the run's config.yaml).")
+@click.option("--fail-under", multiple=True, metavar="METRIC=MIN", help="Fail (exit 1) if METRIC is below MIN; repeatable. E.g. accuracy=0.9, f1_macro=0.85, top3_accuracy=0.95.")
+@click.option("--fail-over", multiple=True, metavar="METRIC=MAX", help="Fail if METRIC is above MAX (for loss); repeatable.")
+@click.option("--min-class-recall", type=float, default=None, metavar="MIN", help="Fail if any class's recall is below MIN.")
+@click.option("--baseline", default=None, metavar="METRICS_JSON", help="metrics.json of an earlier model, for --max-drop.")
+@click.option("--max-drop", multiple=True, metavar="METRIC=DELTA", help="Fail if METRIC is more than DELTA worse than in --baseline; repeatable.")
 @_handle_errors
-def eval_cmd(model_path: str | None, run: str | None, data_dir: str | None, runs_dir: str, batch_size: int) -> None:
-    """Score a trained model: loss, accuracy, per-class accuracy; writes metrics.json beside the model.
+def eval_cmd(model_path, run, data_dir, runs_dir, output_dir, batch_size, top_k, configs, fail_under, fail_over, min_class_recall, baseline, max_drop) -> None:
+    """Score a trained model and write a full report; optionally gate on the results.
+
+    \b
+    Writes metrics.json, per_class.csv, confusion_matrix.csv, predictions.csv, summary.md and
+    PNG plots (confusion matrix, training curves, most confidently wrong images) beside the
+    model, or into --output-dir.
+
+    \b
+    Quality gate: one PASSED/FAILED line per check; exit 0 if all pass, 1 if any fails,
+    2 for a usage or config error. Checks can also live in the config's eval: section.
+    Metrics: accuracy, precision_macro, recall_macro, f1_macro, precision_weighted,
+    recall_weighted, f1_weighted, topK_accuracy, loss (lower is better: --fail-over).
 
     \b
     Examples:
       imgai eval                                   # latest run, its test (or val) split
       imgai eval --run flowers --data ~/holdout    # another folder of class sub-folders
+      imgai eval --fail-under accuracy=0.9 --fail-under f1_macro=0.85 --min-class-recall 0.7
+      imgai eval --baseline prod/metrics.json --max-drop accuracy=0.01
     """
-    from imgai.evaluate import evaluate
-    from imgai.runs import resolve_model_path
+    from pathlib import Path
 
+    from imgai.config import load_eval_section
+    from imgai.evaluate import evaluate
+    from imgai.gate import merge_spec, parse_bounds
+    from imgai.runs import CONFIG_FILE, resolve_model_path
+
+    flags = {
+        "fail_under": parse_bounds(fail_under, "--fail-under"),
+        "fail_over": parse_bounds(fail_over, "--fail-over"),
+        "max_drop": parse_bounds(max_drop, "--max-drop"),
+        "min_class_recall": min_class_recall,
+        "baseline": baseline,
+    }
     path = resolve_model_path(model_path, run, runs_dir)
+    run_config = path.parent / CONFIG_FILE
+    section = load_eval_section(([run_config] if run_config.is_file() else []) + list(configs))
+    gate = merge_spec(section, **flags).validate()  # usage mistakes exit 2 before TensorFlow loads
     _load_keras()
-    evaluate(path, data_dir, batch_size=batch_size, log=_echo)
+    metrics = evaluate(path, data_dir, batch_size=batch_size, log=_echo, output_dir=output_dir, gate=gate, top_k=top_k)
+    if not metrics.get("gate", {}).get("passed", True):
+        sys.exit(1)
 
 
 # --------------------------------------------------------------------------------- predict
 
 
+def _read_stdin_paths() -> list[str]:
+    return [line.strip() for line in sys.stdin if line.strip()]
+
+
 @cli.command(context_settings=CONTEXT)
-@click.argument("paths", nargs=-1, required=True, metavar="IMAGE_OR_FOLDER...")
+@click.argument("paths", nargs=-1, required=True, metavar="IMAGE_FOLDER_OR_GLOB...")
 @click.option("--model", "model_path", default=None, metavar="PATH", help="A .keras file or run folder (default: latest run's best.keras).")
 @click.option("--run", default=None, metavar="NAME", help="Use this run's best.keras.")
 @click.option("--runs-dir", default="runs", show_default=True, help="Where runs live.")
 @click.option("-k", "--top-k", default=3, show_default=True, type=click.IntRange(min=1), help="How many classes to show per image.")
-@click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "json", "csv"]), help="table for people; json or csv for programs.")
+@click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "json", "jsonl", "csv"]), help="table for people; json, jsonl (one object per line) or csv for programs.")
+@click.option("-o", "--output", default=None, metavar="FILE", help="Write the predictions to FILE (atomically) instead of the screen.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Images per inference batch.")
 @_handle_errors
-def predict(paths, model_path, run, runs_dir, top_k, fmt, batch_size) -> None:
-    """Predict class names and probabilities for images, or every file in folders.
+def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size) -> None:
+    """Predict class names and probabilities for images, folders (recursively) or glob patterns.
 
     \b
     Examples:
       imgai predict cat.jpg
-      imgai predict photos/ --format csv > predictions.csv
-    A file that cannot be read gets an error line; the others are still predicted, and the
-    exit code is 1 if any file failed.
+      imgai predict photos/ --format csv -o predictions.csv
+      imgai predict 'photos/**/*.jpg' --format jsonl      # quoted patterns are expanded by imgai
+      find photos -name '*.png' | imgai predict - --top-k 1
+    Images are read and predicted a few batches at a time, so any number of files works. A file
+    that cannot be read gets an error row; the others are still predicted, and the exit code is
+    1 if any file failed.
     """
-    from imgai.models import load_model
-    from imgai.predict import format_rows, predict_files
-    from imgai.runs import resolve_model_path
+    import os
+    from pathlib import Path
 
+    from imgai.models import load_model
+    from imgai.predict import iter_prediction_rows, write_rows
+    from imgai.runs import resolve_model_path, temporary_sibling
+
+    inputs: list[str] = []
+    for item in paths:
+        inputs.extend(_read_stdin_paths() if item == "-" else [item])
+    if output is not None and not Path(output).parent.resolve().is_dir():
+        raise ImgaiError(f"cannot write '{output}': folder '{Path(output).parent}' does not exist")
     path = resolve_model_path(model_path, run, runs_dir)
     _load_keras()
     model, meta = load_model(path)
-    rows = predict_files(model, meta, list(paths), batch_size=batch_size)
-    click.echo(format_rows(rows, meta["class_names"], top_k, fmt), nl=False)
-    failed = [r for r in rows if r.error]
+    rows = iter_prediction_rows(model, meta, inputs, batch_size=batch_size)
+    if output is None:
+        count, failed = write_rows(rows, meta["class_names"], top_k, fmt, sys.stdout)
+    else:
+        tmp = temporary_sibling(Path(output))
+        try:
+            with open(tmp, "w", encoding="utf-8", newline="") as fh:
+                count, failed = write_rows(rows, meta["class_names"], top_k, fmt, fh)
+            os.replace(tmp, output)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        click.echo(f"Wrote {count} prediction(s) to {output}.", err=True)
     if failed:
-        click.echo(f"{len(failed)} of {len(rows)} file(s) could not be predicted.", err=True)
+        click.echo(f"{failed} of {count} file(s) could not be predicted.", err=True)
         sys.exit(1)
+
+
+# --------------------------------------------------------------------------------- explain
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+@click.option("--model", "model_path", default=None, metavar="PATH", help="A .keras file or run folder (default: latest run's best.keras).")
+@click.option("--run", default=None, metavar="NAME", help="Use this run's best.keras.")
+@click.option("--runs-dir", default="runs", show_default=True, help="Where runs live.")
+@click.option("--class", "class_name", default=None, metavar="NAME", help="Explain this class instead of the predicted one.")
+@click.option("-o", "--output", default=None, metavar="FILE", help="PNG to write (one IMAGE only; default: IMAGE-NAME_gradcam.png in --output-dir).")
+@click.option("--output-dir", default=".", show_default=True, metavar="DIR", help="Folder for the PNGs when --output is not given.")
+@click.option("--layer", default=None, metavar="NAME", help="Feature-map layer to read (default: the last one with a 4-D output).")
+@_handle_errors
+def explain(images, model_path, run, runs_dir, class_name, output, output_dir, layer) -> None:
+    """Show which part of an image drove the prediction: a Grad-CAM heat map over the image.
+
+    \b
+    Examples:
+      imgai explain photo.jpg                       # writes photo_gradcam.png
+      imgai explain photo.jpg --class tulips -o why-tulips.png
+      imgai explain a.jpg b.jpg --output-dir explanations/
+    Red regions raised the score of the class most; blue ones did not. TensorFlow backend.
+    """
+    from pathlib import Path
+
+    from imgai.runs import resolve_model_path
+
+    if output is not None and len(images) > 1:
+        raise ImgaiError("--output names one file: with several images use --output-dir DIR")
+    targets = [Path(output)] if output else [Path(output_dir) / f"{Path(i).stem}_gradcam.png" for i in images]
+    for target in targets:
+        if not target.parent.is_dir():
+            raise ImgaiError(f"cannot write '{target}': folder '{target.parent}' does not exist")
+    path = resolve_model_path(model_path, run, runs_dir)
+    _load_keras()
+    from imgai.explain import explain_file
+    from imgai.models import load_model
+
+    model, meta = load_model(path)
+    for image, target in zip(images, targets):
+        result = explain_file(model, meta, image, target, class_name=class_name, layer=layer)
+        about = "" if result["explained"] == result["predicted"] else f"; explained '{result['explained']}' ({result['explained_probability']:.1%})"
+        click.echo(f"{image}: predicted {result['predicted']} ({result['probability']:.1%}){about} -> {target}")
 
 
 # ---------------------------------------------------------------------------------- config

@@ -216,6 +216,35 @@ class OutputConfig(_Section):
     )
 
 
+class EvalConfig(_Section):
+    """Quality gate for 'imgai eval': exit code 1 when a check fails (command-line flags win)."""
+
+    fail_under: dict[str, float] = Field(
+        {}, description="Lowest allowed value per metric, e.g. {accuracy: 0.9, f1_macro: 0.85}."
+    )
+    fail_over: dict[str, float] = Field({}, description="Highest allowed value per metric, e.g. {loss: 0.5}.")
+    min_class_recall: float | None = Field(
+        None, ge=0.0, le=1.0, description="Lowest allowed recall of every class, e.g. 0.7."
+    )
+    baseline: str | None = Field(None, description="metrics.json of an earlier model, compared with max_drop.")
+    max_drop: dict[str, float] = Field(
+        {}, description="Largest allowed drop per metric below the baseline, e.g. {accuracy: 0.01}."
+    )
+
+    @field_validator("fail_under", "fail_over", "max_drop")
+    @classmethod
+    def _known_metrics(cls, value: dict[str, float], info) -> dict[str, float]:
+        from imgai.gate import check_metric_name
+
+        direction = {"fail_under": True, "fail_over": False}.get(info.field_name)
+        for name in value:
+            try:
+                check_metric_name(name, direction)
+            except ImgaiError as exc:
+                raise ValueError(exc.message) from None
+        return value
+
+
 class Config(_Section):
     """A whole imgai configuration."""
 
@@ -227,6 +256,7 @@ class Config(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML-friendly dict (tuples become lists)."""
@@ -365,7 +395,7 @@ def build_config(data: dict[str, Any]) -> Config:
     """Validate a merged dict into a :class:`Config`."""
     data = {k: v for k, v in data.items()}
     # A section written as "train:" with nothing under it is an empty section, not an error.
-    for name in ("data", "model", "train", "output"):
+    for name in ("data", "model", "train", "output", "eval"):
         if name in data and data[name] is None:
             data[name] = {}
     _check_unknown_keys(data, Config)
@@ -382,6 +412,18 @@ def load_config(files: list[str | Path] | tuple = (), overrides: list[str] | tup
         merged = deep_merge(merged, read_yaml(path))
     merged = apply_overrides(merged, list(overrides))
     return build_config(merged)
+
+
+def load_eval_section(files: list[str | Path] | tuple = ()) -> EvalConfig:
+    """The ``eval`` section merged from ``files`` in order; other sections are not validated, so
+    a run's saved config.yaml or a training config can be passed as it is."""
+    merged: dict[str, Any] = {}
+    for path in files:
+        section = read_yaml(path).get("eval") or {}
+        if not isinstance(section, dict):
+            raise ImgaiError(f"config key 'eval' in '{path}' must be a section (eval.fail_under: ..., ...)")
+        merged = deep_merge(merged, section)
+    return build_config({"eval": merged}).eval
 
 
 def dump_config(config: Config) -> str:

@@ -1,18 +1,20 @@
-"""Evaluation: score a saved model on labelled images and write ``metrics.json``."""
+"""Evaluation: score a saved model on labelled images, run the quality gate, write the report."""
 
 from __future__ import annotations
 
-import json
+import hashlib
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from imgai import __version__
-from imgai.data import FileList, list_class_folders, load_images, scan_folder, _find_split_folder
+from imgai.data import FileList, list_class_folders, scan_folder, _find_split_folder
 from imgai.errors import ImgaiError
-from imgai.runs import CONFIG_FILE, METRICS_FILE, atomic_write_text
+from imgai.gate import GateSpec, format_results, run_checks
+from imgai.runs import CONFIG_FILE, HISTORY_FILE
 
 
 def eval_files_from_folder(folder: str | Path, model_classes: list[str]) -> FileList:
@@ -61,11 +63,30 @@ def eval_files_from_run(model_path: Path, model_classes: list[str]) -> FileList:
     return chosen
 
 
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts: rows are true classes, columns predicted classes."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(labels, dtype=np.int64), np.asarray(predicted, dtype=np.int64)), 1)
+    return matrix
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    # 0 where the denominator is 0 (no predictions / no images of a class), as scikit-learn does.
+    return np.divide(numerator, denominator, out=np.zeros(len(numerator), dtype=np.float64), where=denominator > 0)
+
+
 def compute_metrics(probabilities: np.ndarray, labels: np.ndarray, class_names: list[str], top_k: int = 5) -> dict:
-    """Loss, accuracy, top-k accuracy and per-class accuracy from probabilities and labels."""
+    """Loss, accuracy, top-k accuracy, precision / recall / F1 (per class, macro, weighted) and
+    the confusion matrix, from probabilities and integer labels.
+
+    Averages follow scikit-learn's definitions: macro is the plain mean over the classes that
+    occur among the labels or the predictions, weighted is the mean weighted by support, and a
+    ratio with a zero denominator counts as 0.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
     n = len(labels)
     num_classes = len(class_names)
-    predicted = probabilities.argmax(axis=1) if n else np.zeros(0, dtype=int)
+    predicted = probabilities.argmax(axis=1) if n else np.zeros(0, dtype=np.int64)
     eps = 1e-7
     loss = float(-np.mean(np.log(np.clip(probabilities[np.arange(n), labels], eps, 1.0)))) if n else float("nan")
     metrics: dict = {
@@ -73,20 +94,56 @@ def compute_metrics(probabilities: np.ndarray, labels: np.ndarray, class_names: 
         "loss": loss,
         "accuracy": float(np.mean(predicted == labels)) if n else float("nan"),
     }
-    if num_classes > 5:
+    if num_classes > 2:
         k = min(top_k, num_classes - 1)
-        top = np.argsort(-probabilities, axis=1)[:, :k]
+        top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
         metrics[f"top{k}_accuracy"] = float(np.mean((top == labels[:, None]).any(axis=1))) if n else float("nan")
-    per_class = {}
-    for i, name in enumerate(class_names):
-        mask = labels == i
-        support = int(mask.sum())
-        per_class[name] = {
-            "support": support,
-            "accuracy": float(np.mean(predicted[mask] == i)) if support else None,
+
+    matrix = confusion_matrix(labels, predicted, num_classes)
+    true_positives = np.diag(matrix).astype(np.float64)
+    support = matrix.sum(axis=1)
+    predicted_counts = matrix.sum(axis=0)
+    precision = _ratio(true_positives, predicted_counts)
+    recall = _ratio(true_positives, support)
+    f1 = _ratio(2 * precision * recall, precision + recall)
+    present = (support > 0) | (predicted_counts > 0)
+    weights = support / support.sum() if n else np.zeros(num_classes)
+    for name, values in (("precision", precision), ("recall", recall), ("f1", f1)):
+        metrics[f"{name}_macro"] = float(values[present].mean()) if present.any() else float("nan")
+        metrics[f"{name}_weighted"] = float((values * weights).sum()) if n else float("nan")
+
+    metrics["per_class"] = {
+        name: {
+            "support": int(support[i]),
+            # accuracy within a class is its recall; kept under both names for older readers
+            "accuracy": float(recall[i]) if support[i] else None,
+            "precision": float(precision[i]),
+            "recall": float(recall[i]) if support[i] else None,
+            "f1": float(f1[i]),
+            "predicted": int(predicted_counts[i]),
         }
-    metrics["per_class"] = per_class
+        for i, name in enumerate(class_names)
+    }
+    metrics["confusion_matrix"] = matrix.tolist()
     return metrics
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _run_monitor(run_dir: Path) -> str:
+    """The metric that chose best.keras in this run (to mark the best epoch on the curves)."""
+    from imgai.config import read_yaml
+
+    try:
+        return str(read_yaml(run_dir / CONFIG_FILE).get("train", {}).get("monitor") or "val_accuracy")
+    except (ImgaiError, AttributeError):
+        return "val_accuracy"
 
 
 def evaluate(
@@ -94,49 +151,99 @@ def evaluate(
     data_dir: str | Path | None = None,
     batch_size: int = 32,
     log: Callable[[str], None] = print,
+    output_dir: str | Path | None = None,
+    gate: GateSpec | None = None,
+    top_k: int | None = None,
+    gallery_size: int = 16,
 ) -> dict:
-    """Score ``model_path`` on ``data_dir`` (or its run's test/val split) and write metrics.json."""
+    """Score ``model_path`` on ``data_dir`` (or its run's test/val split), run the quality gate,
+    and write the report (metrics.json, CSVs, plots, summary.md) beside the model or into
+    ``output_dir``. Returns the metrics; ``metrics["gate"]["passed"]`` says whether it may ship."""
+    import keras
+
     from imgai.models import load_model
-    from imgai.predict import run_inference
+    from imgai.predict import iter_predictions
+    from imgai.report import write_report
 
     model_path = Path(model_path)
+    if gate is not None:
+        gate.validate()  # a mistake in the checks fails before the slow part
     model, meta = load_model(model_path)
     classes = meta["class_names"]
     files = eval_files_from_folder(data_dir, classes) if data_dir is not None else eval_files_from_run(model_path, classes)
     log(f"Scoring {model_path} on {len(files)} images from {files.source}")
     start = time.perf_counter()
-    decoded = load_images(files, tuple(meta["image_size"]), meta["color_mode"], meta.get("interpolation", "bilinear"), label="decoding")
-    if decoded.skipped:
-        log(f"Skipped {len(decoded.skipped)} unreadable file(s): " + ", ".join(p for p, _ in decoded.skipped[:5]) + (" ..." if len(decoded.skipped) > 5 else ""))
-    if len(decoded) == 0:
+    parts: list[np.ndarray] = []
+    label_parts: list[np.ndarray] = []
+    paths: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    for decoded, chunk_probabilities in iter_predictions(model, meta, files, batch_size, label="scoring"):
+        # keep only what the metrics need; the decoded pixels of each chunk are dropped here
+        parts.append(chunk_probabilities)
+        label_parts.append(decoded.labels)
+        paths.extend(decoded.paths)
+        skipped.extend(decoded.skipped)
+    probabilities = np.concatenate(parts) if parts else np.zeros((0, len(classes)), np.float32)
+    labels = np.concatenate(label_parts) if label_parts else np.zeros(0, np.int32)
+    if skipped:
+        log(f"Skipped {len(skipped)} unreadable file(s): " + ", ".join(p for p, _ in skipped[:5]) + (" ..." if len(skipped) > 5 else ""))
+    if len(paths) == 0:
         raise ImgaiError(f"none of the images in '{files.source}' could be read")
-    probabilities = run_inference(model, decoded, batch_size)
-    metrics = compute_metrics(probabilities, decoded.labels, classes)
+    if top_k is None:  # as in training for many classes; top-2 says more than top-4 of 5
+        top_k = 5 if len(classes) > 5 else 2
+    metrics = compute_metrics(probabilities, labels, classes, top_k)
     metrics.update(
         {
-            "num_skipped": len(decoded.skipped),
-            "skipped": [p for p, _ in decoded.skipped],
+            "num_skipped": len(skipped),
+            "skipped": [p for p, _ in skipped],
             "class_names": classes,
             "model": str(model_path),
+            "model_sha256": file_sha256(model_path),
             "data": files.source,
             "imgai_version": __version__,
+            "keras_version": keras.__version__,
+            "backend": keras.backend.backend(),
+            "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - start, 3),
         }
     )
-    out = model_path.parent / METRICS_FILE
-    atomic_write_text(out, json.dumps(metrics, indent=2) + "\n")
+    results = run_checks(gate, metrics) if gate is not None and not gate.is_empty() else []
+    if results:
+        metrics["gate"] = {"passed": all(r.passed for r in results), "checks": [r.to_dict() for r in results]}
+    out_dir = Path(output_dir) if output_dir is not None else model_path.parent
+    written = write_report(
+        out_dir, metrics, paths, labels, probabilities, meta,
+        history_path=model_path.parent / HISTORY_FILE, monitor=_run_monitor(model_path.parent),
+        gallery_size=gallery_size, log=log,
+    )
     log(format_metrics(metrics))
-    log(f"Wrote {out}")
+    log(f"Wrote {len(written)} report files to {out_dir}/: " + ", ".join(p.name for p in written))
+    if results:
+        log(format_results(results))
     return metrics
 
 
 def format_metrics(metrics: dict) -> str:
     """The printed summary: overall figures, then one line per class."""
-    lines = [f"  images    {metrics['num_images']}", f"  loss      {metrics['loss']:.4f}", f"  accuracy  {metrics['accuracy']:.2%}"]
-    lines += [f"  {key:<9} {value:.2%}" for key, value in metrics.items() if key.startswith("top") and key.endswith("_accuracy")]
-    width = max(len(name) for name in metrics["per_class"])
-    lines.append(f"  {'class':<{width}}  {'accuracy':>8}  {'images':>6}")
+    lines = [
+        f"  images         {metrics['num_images']}" + (f" ({metrics['num_skipped']} skipped)" if metrics.get("num_skipped") else ""),
+        f"  loss           {metrics['loss']:.4f}",
+        f"  accuracy       {metrics['accuracy']:.2%}",
+    ]
+    lines += [f"  {key.replace('_', ' '):<14} {value:.2%}" for key, value in metrics.items() if key.startswith("top") and key.endswith("_accuracy")]
+    for avg in ("macro", "weighted"):
+        if f"f1_{avg}" in metrics:
+            lines.append(
+                f"  {avg:<14} precision {metrics[f'precision_{avg}']:.2%}  recall {metrics[f'recall_{avg}']:.2%}  F1 {metrics[f'f1_{avg}']:.2%}"
+            )
+    width = max(len(name) for name in [*metrics["per_class"], "class"])
+    lines.append(f"  {'class':<{width}}  {'precision':>9}  {'recall':>7}  {'F1':>7}  {'images':>6}")
     for name, row in metrics["per_class"].items():
-        acc = "n/a" if row["accuracy"] is None else f"{row['accuracy']:.1%}"
-        lines.append(f"  {name:<{width}}  {acc:>8}  {row['support']:>6}")
+        recall = row.get("recall", row.get("accuracy"))
+        cells = [
+            "n/a" if row.get("precision") is None else f"{row['precision']:.1%}",
+            "n/a" if recall is None else f"{recall:.1%}",
+            "n/a" if row.get("f1") is None else f"{row['f1']:.1%}",
+        ]
+        lines.append(f"  {name:<{width}}  {cells[0]:>9}  {cells[1]:>7}  {cells[2]:>7}  {row['support']:>6}")
     return "\n".join(lines)

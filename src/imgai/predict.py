@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import csv
 import io
+import glob
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Iterable, Iterator
 
 import numpy as np
 
-from imgai.data import DecodedImages, load_images
+from imgai.data import DecodedImages, FileList, load_images
 
 
 @dataclass
@@ -31,25 +33,40 @@ class PredictionRow:
         return [(class_names[i], float(self.probabilities[i])) for i in order]
 
 
-def collect_paths(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
-    """Expand files and folders (recursively, hidden entries skipped) into a file list.
+_GLOB_CHARS = set("*?[")
 
-    Returns ``(files, problems)``; a missing path is a problem, not a crash.
+
+def _expand_folder(path: Path) -> list[str]:
+    found = []
+    for root, dirs, names in os.walk(path, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(os.path.join(root, n) for n in sorted(names) if not n.startswith("."))
+    return sorted(found)
+
+
+def collect_paths(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Expand files, folders (recursively, hidden entries skipped) and glob patterns into a file list.
+
+    Patterns are expanded here (``**`` included), so a quoted ``'photos/*.jpg'`` works even where
+    no shell expands it. Returns ``(files, problems)``; a missing path is a problem, not a crash.
     """
     files: list[str] = []
     problems: list[tuple[str, str]] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = []
-            for root, dirs, names in os.walk(path, followlinks=True):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                found.extend(os.path.join(root, n) for n in sorted(names) if not n.startswith("."))
+            found = _expand_folder(path)
             if not found:
                 problems.append((item, "folder holds no files"))
-            files.extend(sorted(found))
+            files.extend(found)
         elif path.is_file():
             files.append(str(path))
+        elif _GLOB_CHARS & set(item):
+            matches = sorted(glob.glob(os.path.expanduser(item), recursive=True))
+            if not matches:
+                problems.append((item, "no file matches this pattern"))
+            for match in matches:
+                files.extend(_expand_folder(Path(match)) if os.path.isdir(match) else [match])
         else:
             problems.append((item, "no such file or folder"))
     return files, problems
@@ -67,56 +84,131 @@ def run_inference(model, decoded: DecodedImages, batch_size: int = 32) -> np.nda
     return np.concatenate(outputs)
 
 
-def predict_files(model, metadata: dict, inputs: list[str], batch_size: int = 32, workers: int = 0) -> list[PredictionRow]:
-    """Predict every image in ``inputs`` (files or folders). Rows keep the input order."""
+def iter_predictions(
+    model,
+    metadata: dict,
+    files: FileList | list[str],
+    batch_size: int = 32,
+    workers: int = 0,
+    chunk_batches: int = 8,
+    label: str = "predicting",
+    progress: bool = True,
+) -> Iterator[tuple[DecodedImages, np.ndarray]]:
+    """Decode and predict ``files`` a chunk at a time: yields ``(decoded chunk, probabilities)``.
+
+    Only two chunks of ``chunk_batches * batch_size`` images are held in memory at once (the next
+    one decodes in a background thread while the model works on the current one), so a million
+    files need no more memory than a thousand. ``imgai eval`` and ``imgai predict`` both go
+    through here, so their numbers cannot differ.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from imgai.data import _Progress
+
+    chunk = max(1, chunk_batches) * batch_size
+    total = len(files)
+    starts = list(range(0, total, chunk))
+
+    def decode(start: int) -> DecodedImages:
+        part = files.subset(np.arange(start, min(start + chunk, total))) if isinstance(files, FileList) else files[start : start + chunk]
+        return load_images(
+            part,
+            tuple(metadata["image_size"]),
+            metadata["color_mode"],
+            metadata.get("interpolation", "bilinear"),
+            workers,
+            progress=False,
+        )
+
+    bar = _Progress(label, total, progress)
+    done = 0
+    with ThreadPoolExecutor(max_workers=1) as ahead:
+        pending = ahead.submit(decode, starts[0]) if starts else None
+        for i in range(len(starts)):
+            decoded = pending.result()
+            pending = ahead.submit(decode, starts[i + 1]) if i + 1 < len(starts) else None
+            probabilities = run_inference(model, decoded, batch_size)
+            done += len(decoded) + len(decoded.skipped)
+            bar.update(done)
+            yield decoded, probabilities
+    bar.close()
+
+
+def iter_prediction_rows(model, metadata: dict, inputs: list[str], batch_size: int = 32, workers: int = 0) -> Iterator[PredictionRow]:
+    """One row per input file, in input order, streamed chunk by chunk; missing inputs come last."""
     files, problems = collect_paths(inputs)
-    decoded = load_images(
-        files,
-        tuple(metadata["image_size"]),
-        metadata["color_mode"],
-        metadata.get("interpolation", "bilinear"),
-        workers,
-        label="decoding images",
-    )
-    probabilities = run_inference(model, decoded, batch_size)
-    by_path: dict[str, PredictionRow] = {p: PredictionRow(p, probabilities=probabilities[i]) for i, p in enumerate(decoded.paths)}
-    for path, reason in decoded.skipped:
-        by_path[path] = PredictionRow(path, error=f"cannot read image: {reason}")
-    rows = [by_path[p] for p in files]
-    rows.extend(PredictionRow(p, error=reason) for p, reason in problems)
-    return rows
+    position = 0
+    for decoded, probabilities in iter_predictions(model, metadata, files, batch_size, workers, label="predicting"):
+        # The chunk's decoded paths and skipped paths each keep the input order: merge them back.
+        size = len(decoded) + len(decoded.skipped)
+        good, bad = 0, 0
+        for path in files[position : position + size]:
+            if good < len(decoded) and decoded.paths[good] == path:
+                yield PredictionRow(path, probabilities=probabilities[good])
+                good += 1
+            else:
+                yield PredictionRow(path, error=f"cannot read image: {decoded.skipped[bad][1]}")
+                bad += 1
+        position += size
+    for path, reason in problems:
+        yield PredictionRow(path, error=reason)
 
 
-def format_rows(rows: list[PredictionRow], class_names: list[str], top_k: int, fmt: str = "table") -> str:
-    """Render prediction rows as a table for people, or JSON / CSV for programs."""
+def predict_files(model, metadata: dict, inputs: list[str], batch_size: int = 32, workers: int = 0) -> list[PredictionRow]:
+    """Predict every image in ``inputs`` (files, folders, patterns). Rows keep the input order."""
+    return list(iter_prediction_rows(model, metadata, inputs, batch_size, workers))
+
+
+FORMATS = ("table", "json", "jsonl", "csv")
+
+
+def _as_record(row: PredictionRow, class_names: list[str], k: int) -> dict:
+    if row.error:
+        return {"path": row.path, "error": row.error}
+    return {"path": row.path, "predictions": [{"class": c, "probability": round(p, 6)} for c, p in row.top(class_names, k)]}
+
+
+def write_rows(rows: Iterable[PredictionRow], class_names: list[str], top_k: int, fmt: str, out: IO[str]) -> tuple[int, int]:
+    """Write rows to ``out`` as they come: a table for people, or JSON / JSON lines / CSV for
+    programs. Returns ``(rows written, rows with an error)``."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}")
     k = min(top_k, len(class_names))
-    if fmt == "json":
-        payload = [
-            {"path": r.path, "error": r.error}
-            if r.error
-            else {"path": r.path, "predictions": [{"class": c, "probability": round(p, 6)} for c, p in r.top(class_names, k)]}
-            for r in rows
-        ]
-        return json.dumps(payload, indent=2) + "\n"
+    count = failed = 0
+    writer = None
     if fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
+        writer = csv.writer(out, lineterminator="\n")
         header = ["path"]
         for i in range(1, k + 1):
             header += [f"class_{i}", f"probability_{i}"]
         writer.writerow(header + ["error"])
-        for r in rows:
-            cells = [r.path]
-            for c, p in r.top(class_names, k):
+    if fmt == "json":
+        out.write("[")
+    for row in rows:
+        if fmt == "json":
+            text = json.dumps(_as_record(row, class_names, k), indent=2)
+            out.write(("," if count else "") + "\n  " + text.replace("\n", "\n  "))
+        elif fmt == "jsonl":
+            out.write(json.dumps(_as_record(row, class_names, k)) + "\n")
+        elif fmt == "csv":
+            cells = [row.path]
+            for c, p in row.top(class_names, k):
                 cells += [c, f"{p:.6f}"]
-            cells += [""] * (len(header) - len(cells))
-            cells.append(r.error or "")
-            writer.writerow(cells)
-        return buffer.getvalue()
-    lines = []
-    for r in rows:
-        if r.error:
-            lines.append(f"{r.path}: ERROR {r.error}")
+            cells += [""] * (1 + 2 * k - len(cells))
+            writer.writerow(cells + [row.error or ""])
+        elif row.error:
+            out.write(f"{row.path}: ERROR {row.error}\n")
         else:
-            lines.append(f"{r.path}: " + ", ".join(f"{c} {p:.1%}" for c, p in r.top(class_names, k)))
-    return "\n".join(lines) + ("\n" if lines else "")
+            out.write(f"{row.path}: " + ", ".join(f"{c} {p:.1%}" for c, p in row.top(class_names, k)) + "\n")
+        count += 1
+        failed += bool(row.error)
+    if fmt == "json":
+        out.write("\n]\n" if count else "]\n")
+    return count, failed
+
+
+def format_rows(rows: list[PredictionRow], class_names: list[str], top_k: int, fmt: str = "table") -> str:
+    """Rows rendered as one string (see :func:`write_rows`)."""
+    buffer = io.StringIO()
+    write_rows(rows, class_names, top_k, fmt, buffer)
+    return buffer.getvalue()

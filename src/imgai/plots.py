@@ -1,0 +1,125 @@
+"""PNG plots for evaluation reports and explanations (matplotlib, no display needed).
+
+matplotlib is imported inside each function and used without pyplot (figures render through Agg,
+no display needed), so importing imgai (and ``imgai --help``) stays light and a notebook's
+matplotlib settings are left alone. Every figure is written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, **kwargs):
+    """A matplotlib Figure and its axes, without pyplot: no global state, no display, and a
+    notebook's own matplotlib backend is left alone (PNG output goes through Agg)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=kwargs.pop("figsize", None), layout=kwargs.pop("layout", None))
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Write ``fig`` as PNG through a temporary file and a rename, then close it."""
+    from imgai.runs import temporary_sibling
+
+    path = Path(path)
+    tmp = temporary_sibling(path, suffix=".png")
+    try:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def plot_confusion_matrix(matrix: list[list[int]] | np.ndarray, class_names: list[str], path: str | Path, normalize: bool = False) -> Path:
+    """The confusion matrix as a heat map with the number in each cell; rows are true classes.
+    ``normalize`` divides each row by its total, so the diagonal is each class's recall."""
+    counts = np.asarray(matrix, dtype=np.float64)
+    values = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1) if normalize else counts
+    n = len(class_names)
+    side = max(4.0, 0.6 * n + 2.5)
+    fig, ax = new_figure(figsize=(side + 1, side))
+    image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalize else max(1, values.max()))
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title("Confusion matrix (share of each true class)" if normalize else "Confusion matrix (image counts)")
+    if n <= 30:  # numbers stay readable up to about 30 classes
+        threshold = (1 if normalize else max(1, values.max())) / 2
+        for i in range(n):
+            for j in range(n):
+                text = f"{values[i, j]:.2f}" if normalize else f"{int(counts[i, j])}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=8 if n > 10 else 10,
+                        color="white" if values[i, j] > threshold else "black")
+    return save_figure(fig, path)
+
+
+def read_history(path: str | Path) -> dict[str, list[float]]:
+    """history.csv as columns of floats (empty cells become NaN)."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    columns: dict[str, list[float]] = {}
+    for row in rows:
+        for key, value in row.items():
+            try:
+                columns.setdefault(key, []).append(float(value))
+            except (TypeError, ValueError):
+                columns.setdefault(key, []).append(math.nan)
+    return columns
+
+
+def plot_training_curves(history_path: str | Path, path: str | Path, monitor: str = "val_accuracy") -> Path:
+    """Loss and accuracy per epoch, training vs validation, with the best epoch (by ``monitor``,
+    as training chose best.keras) marked."""
+    history = read_history(history_path)
+    if not history.get("epoch"):
+        raise ValueError(f"{history_path} holds no epochs")
+    epochs = np.asarray(history["epoch"])
+    if epochs.min() == 0:  # files from before epochs were counted from 1
+        epochs = epochs + 1
+    if monitor not in history:
+        monitor = next((m for m in ("val_accuracy", "val_loss", "accuracy", "loss") if m in history), None)
+    best = None
+    if monitor is not None:
+        values = np.asarray(history[monitor], dtype=np.float64)
+        if np.isfinite(values).any():
+            best = int(np.nanargmin(values) if monitor.endswith("loss") else np.nanargmax(values))
+    fig, axes = new_figure(1, 2, figsize=(11, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for key, label, style in ((metric, "training", "-o"), (f"val_{metric}", "validation", "-s")):
+            if key in history:
+                ax.plot(epochs, history[key], style, markersize=3, label=label)
+        if best is not None:
+            ax.axvline(epochs[best], color="grey", linestyle="--", linewidth=1,
+                       label=f"best epoch {int(epochs[best])} ({monitor} {history[monitor][best]:.3f})")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{metric.capitalize()} per epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_gallery(images: list[np.ndarray], captions: list[str], path: str | Path, title: str) -> Path:
+    """A grid of images with a caption under each."""
+    n = len(images)
+    cols = min(4, max(1, n))
+    rows = math.ceil(n / cols)
+    fig, axes = new_figure(rows, cols, figsize=(3.0 * cols, 3.3 * rows), squeeze=False, layout="constrained")
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, caption in zip(axes.flat, images, captions):
+        ax.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=255)
+        ax.set_title(caption, fontsize=9)
+    fig.suptitle(title)
+    return save_figure(fig, path)

@@ -1,0 +1,176 @@
+"""End to end, as a user would: eval reports and the quality gate, predict at scale, explain.
+
+Training and the exit-code checks run ``imgai`` in a subprocess; the other commands run in this
+process through click's runner (same code, same exit codes), which saves a TensorFlow start-up
+per call.
+"""
+
+import csv
+import io
+import json
+import shutil
+
+import pytest
+from PIL import Image
+
+from conftest import run_imgai
+
+TINY = ["model.filters=[8,16]", "model.dense_units=16", "data.image_size=[32,32]", "data.batch_size=8"]
+REPORT = {"metrics.json", "per_class.csv", "confusion_matrix.csv", "predictions.csv", "summary.md",
+          "confusion_matrix.png", "confusion_matrix_normalized.png", "training_curves.png"}
+
+
+def clean(result):
+    return "Traceback" not in result.stderr + result.stdout
+
+
+class _Result:
+    def __init__(self, click_result):
+        self.returncode = click_result.exit_code
+        self.stdout = click_result.stdout
+        self.stderr = click_result.stderr
+        if click_result.exception is not None and not isinstance(click_result.exception, SystemExit):
+            raise click_result.exception
+
+
+def imgai(*args, cwd, input=None):
+    """Run the CLI in this process, in ``cwd``."""
+    import os
+
+    from click.testing import CliRunner
+
+    from imgai.cli import cli
+
+    previous = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return _Result(CliRunner().invoke(cli, list(args), input=input, prog_name="imgai"))
+    finally:
+        os.chdir(previous)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, split_dataset):
+    work = tmp_path_factory.mktemp("evalproject")
+    result = run_imgai("train", f"data.root={split_dataset}", "train.epochs=2", "--name", "m", *TINY, cwd=work)
+    assert result.returncode == 0, result.stderr + result.stdout
+    return work
+
+
+def test_eval_writes_the_full_report(project):
+    result = imgai("eval", "--run", "m", cwd=project)
+    assert result.returncode == 0, result.stderr
+    run = project / "runs" / "m"
+    assert REPORT <= {p.name for p in run.iterdir()}
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("loss", "accuracy", "top2_accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
+                "recall_weighted", "f1_weighted", "per_class", "confusion_matrix", "num_images", "num_skipped",
+                "class_names", "model", "model_sha256", "data", "imgai_version", "keras_version", "backend", "timestamp"):
+        assert key in metrics, key
+    assert len(metrics["model_sha256"]) == 64 and metrics["num_images"] == 12
+    assert sum(map(sum, metrics["confusion_matrix"])) == 12
+    wrong = [r for r in csv.DictReader((run / "predictions.csv").open()) if r["true_class"] != r["predicted_class"]]
+    assert (run / "misclassified.png").is_file() == bool(wrong)
+    for png in run.glob("*.png"):
+        with Image.open(png) as img:
+            assert img.format == "PNG"
+    assert "F1" in result.stdout and "Wrote" in result.stdout and "gate" not in result.stdout.lower()
+
+
+def test_gate_exit_codes(project, tmp_path):
+    failed = run_imgai("eval", "--run", "m", "--fail-under", "accuracy=1.01", "--output-dir", str(tmp_path / "r1"), cwd=project)
+    assert failed.returncode == 1 and clean(failed)
+    assert "FAILED  accuracy" in failed.stdout and ">= 1.0100" in failed.stdout
+    assert (tmp_path / "r1" / "metrics.json").is_file()  # the report is written even when the gate fails
+    assert json.loads((tmp_path / "r1" / "metrics.json").read_text())["gate"]["passed"] is False
+    assert "FAILED" in (tmp_path / "r1" / "summary.md").read_text()
+
+    passed = imgai("eval", "--run", "m", "--fail-under", "accuracy=0", "--min-class-recall", "0",
+                       "--output-dir", str(tmp_path / "r2"), cwd=project)
+    assert passed.returncode == 0, passed.stderr
+    assert "PASSED  accuracy" in passed.stdout and passed.stdout.count("PASSED  recall[") == 3
+
+    typo = run_imgai("eval", "--run", "m", "--fail-undr", "accuracy=0", cwd=project)
+    assert typo.returncode == 2 and clean(typo)
+    unknown = imgai("eval", "--run", "m", "--fail-under", "acc=0.9", cwd=project)
+    assert unknown.returncode == 2 and clean(unknown) and len(unknown.stderr.strip().splitlines()) == 1
+    assert "unknown metric 'acc'" in unknown.stderr and "f1_macro" in unknown.stderr
+
+
+def test_baseline_and_config_gate(project, tmp_path):
+    base = project / "runs" / "m" / "metrics.json"
+    if not base.exists():
+        assert imgai("eval", "--run", "m", cwd=project).returncode == 0
+    baseline = tmp_path / "baseline.json"
+    shutil.copy(base, baseline)
+    same = imgai("eval", "--run", "m", "--baseline", str(baseline), "--max-drop", "accuracy=0",
+                     "--output-dir", str(tmp_path / "r"), cwd=project)
+    assert same.returncode == 0 and "minus max drop 0" in same.stdout  # same model, same data: no drop
+
+    gate = tmp_path / "gate.yaml"
+    gate.write_text("eval:\n  fail_under:\n    accuracy: 1.01\n")
+    from_config = imgai("eval", "--run", "m", "-c", str(gate), "--output-dir", str(tmp_path / "r"), cwd=project)
+    assert from_config.returncode == 1 and "FAILED  accuracy" in from_config.stdout
+    flag_wins = imgai("eval", "--run", "m", "-c", str(gate), "--fail-under", "accuracy=0", "--output-dir", str(tmp_path / "r"), cwd=project)
+    assert flag_wins.returncode == 0 and "PASSED  accuracy" in flag_wins.stdout
+    gate.write_text("eval:\n  fail_under:\n    acuracy: 0.5\n")
+    bad = imgai("eval", "--run", "m", "-c", str(gate), cwd=project)
+    assert bad.returncode == 2 and "eval.fail_under" in bad.stderr and clean(bad)
+
+
+def test_predict_folder_as_csv_with_a_non_image(project, split_dataset, tmp_path):
+    folder = tmp_path / "photos"
+    shutil.copytree(split_dataset / "test", folder)
+    (folder / "circle" / "readme.txt").write_text("not an image")
+    result = imgai("predict", str(folder), "--format", "csv", "-k", "2", cwd=project)
+    assert result.returncode == 1 and clean(result)
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == 13  # 12 images + the text file
+    good = [r for r in rows if not r["error"]]
+    assert len(good) == 12 and all(r["class_1"] and r["probability_2"] for r in good)
+    assert [r["path"] for r in rows if r["error"]] == [str(folder / "circle" / "readme.txt")]
+    assert "1 of 13" in result.stderr
+
+
+def test_predict_stdin_globs_and_output_file(project, split_dataset, tmp_path):
+    paths = sorted(str(p) for p in (split_dataset / "test" / "square").glob("*.png"))
+    out = tmp_path / "preds.jsonl"
+    result = imgai("predict", "-", str(split_dataset / "test" / "tri*" / "*.png"), "--format", "jsonl",
+                       "--output", str(out), cwd=project, input="\n".join(paths) + "\n")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["path"] for r in lines[:4]] == paths and len(lines) == 8
+    assert all("predictions" in r for r in lines) and result.stdout == ""
+    assert not list(tmp_path.glob(".*tmp*"))
+    missing = imgai("predict", str(paths[0]), "--output", str(tmp_path / "no" / "x.csv"), cwd=project)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_predict_equals_eval(project, split_dataset, tmp_path):
+    """One code path: the probabilities predict prints are those eval scored, image by image."""
+    scored = imgai("eval", "--run", "m", "--data", str(split_dataset / "test"), "--output-dir", str(tmp_path), cwd=project)
+    assert scored.returncode == 0, scored.stderr
+    from_eval = {r["path"]: r for r in csv.DictReader((tmp_path / "predictions.csv").open())}
+    predicted = imgai("predict", str(split_dataset / "test"), "--format", "json", "-k", "3", cwd=project)
+    assert predicted.returncode == 0, predicted.stderr
+    rows = json.loads(predicted.stdout)
+    assert {r["path"] for r in rows} == set(from_eval) and len(rows) == 12
+    for row in rows:
+        ev = from_eval[row["path"]]
+        assert row["predictions"][0]["class"] == ev["predicted_class"]
+        for p in row["predictions"]:
+            assert p["probability"] == pytest.approx(float(ev[f"p_{p['class']}"]), abs=2e-6)
+
+
+def test_explain_command(project, split_dataset, tmp_path):
+    image = next((split_dataset / "test" / "triangle").glob("*.png"))
+    result = imgai("explain", str(image), "--run", "m", "--output-dir", str(tmp_path), cwd=project)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / f"{image.stem}_gradcam.png"
+    assert out.is_file() and "predicted" in result.stdout and str(out) in result.stdout
+    named = imgai("explain", str(image), "--run", "m", "--class", "circle", "-o", str(tmp_path / "c.png"), cwd=project)
+    assert named.returncode == 0 and "explained 'circle'" in named.stdout or "predicted circle" in named.stdout
+    two = imgai("explain", str(image), str(image), "-o", str(tmp_path / "x.png"), "--run", "m", cwd=project)
+    assert two.returncode == 2 and "--output-dir" in two.stderr and clean(two)
+    bad = imgai("explain", str(image), "--run", "m", "--class", "hexagon", "-o", str(tmp_path / "h.png"), cwd=project)
+    assert bad.returncode == 2 and "hexagon" in bad.stderr and clean(bad)
