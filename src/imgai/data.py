@@ -5,12 +5,15 @@ The stages are separate so that each can be replaced on its own::
     scan_folder()      folder -> FileList (paths, integer labels, class names)
     resolve_splits()   data config -> Splits(train, val, test)
     load_images()      FileList -> DecodedImages (uint8 array in memory + skipped files)
-    make_batches()     DecodedImages -> keras.utils.PyDataset of (float32 images, one-hot labels)
+    make_batches()     DecodedImages -> keras.utils.PyDataset of (uint8 images, one-hot labels)
+
+``imgai.cache`` chooses where the decoded images live (``data.cache``: memory, a memory-mapped
+file on disk reused across runs, or nowhere, decoding each batch while training).
 
 Decoding uses Pillow in a thread pool and needs neither TensorFlow nor Keras, so the same code
 serves every Keras backend. Images are decoded and resized once, before training; each epoch then
-only slices arrays. Augmentation belongs after ``load_images`` (it must stay random every epoch), and
-a cache on disk can stand in for ``load_images`` because it returns the same ``DecodedImages``.
+only slices arrays. Augmentation belongs after ``load_images`` (it must stay random every epoch); the
+disk cache stands in for ``load_images`` because it returns the same ``DecodedImages``.
 
 Scanning and splitting follow ``keras.utils.image_dataset_from_directory`` exactly (sorted class
 folders, files walked recursively in sorted order, one global shuffle with
@@ -78,10 +81,11 @@ class Splits:
 class DecodedImages:
     """Decoded, resized images held as one uint8 array, with what could not be read."""
 
-    images: np.ndarray  # (N, H, W, C) uint8
+    images: np.ndarray  # (N, H, W, C) uint8, in RAM or a read-only view of a disk cache
     labels: np.ndarray  # (N,) int32; -1 where unknown (prediction inputs)
     paths: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    pages: object | None = None  # imgai.cache.MappedPages when ``images`` is memory-mapped
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -317,8 +321,17 @@ def write_skipped(path: str | Path, skipped: list[tuple[str, str]]) -> None:
     atomic_write_text(path, "".join(f"{p}\t{reason}\n" for p, reason in skipped))
 
 
-def make_batches(decoded: DecodedImages, num_classes: int, batch_size: int, shuffle: bool = False, seed: int = 0):
-    """A ``keras.utils.PyDataset`` over decoded images: float32 pixels in [0, 255], one-hot labels."""
-    from imgai.batches import ArrayBatches
+def make_batches(decoded, num_classes: int, batch_size: int, shuffle: bool = False, seed: int = 0):
+    """A ``keras.utils.PyDataset`` of (uint8 pixels 0..255, float32 one-hot labels).
 
-    return ArrayBatches(decoded.images, decoded.labels, num_classes, batch_size, shuffle=shuffle, seed=seed)
+    Pixels stay uint8: the model's input is float32, so Keras casts them inside the compiled
+    step, on the device, and a quarter of the bytes cross from the loader to the accelerator.
+    ``decoded`` is :class:`DecodedImages`, or :class:`imgai.cache.StreamedImages` to decode each
+    batch from its files while training.
+    """
+    from imgai.batches import ArrayBatches, StreamingBatches
+    from imgai.cache import StreamedImages
+
+    if isinstance(decoded, StreamedImages):
+        return StreamingBatches(decoded, num_classes, batch_size, shuffle=shuffle, seed=seed)
+    return ArrayBatches(decoded.images, decoded.labels, num_classes, batch_size, shuffle=shuffle, seed=seed, pages=decoded.pages)
