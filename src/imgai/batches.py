@@ -24,9 +24,8 @@ class ArrayBatches(keras.utils.PyDataset):
     """Slices a uint8 image array (in RAM or memory-mapped) into batches with one-hot labels.
 
     Shuffled with its own ``numpy`` generator, re-permuted after every epoch, so the order is
-    reproducible from the seed whatever the backend. With ``pages`` (a memory-mapped disk cache),
-    the pages read are handed back to the OS as batches are served, so the process's memory
-    stays flat however large the cache file is.
+    reproducible from the seed whatever the backend. With ``cache_file`` (a disk cache), rows are
+    read from the file into each batch, so the process's memory stays flat however large it is.
     """
 
     def __init__(
@@ -37,7 +36,7 @@ class ArrayBatches(keras.utils.PyDataset):
         batch_size: int,
         shuffle: bool = False,
         seed: int = 0,
-        pages=None,
+        cache_file=None,
         **kwargs,
     ):
         super().__init__(**{"workers": 1, "use_multiprocessing": False, **kwargs})
@@ -46,7 +45,7 @@ class ArrayBatches(keras.utils.PyDataset):
         self.num_classes = num_classes
         self.batch_size = batch_size
         self.shuffle = shuffle
-        self.pages = pages
+        self.cache_file = cache_file
         self._rng = np.random.default_rng(seed)
         self._eye = np.eye(num_classes, dtype=np.float32)
         self._order = self._rng.permutation(len(self.labels)) if shuffle else np.arange(len(self.labels))
@@ -61,9 +60,7 @@ class ArrayBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         picked = self._picked(index)
-        x = self.images[picked]  # a copy, uint8
-        if self.pages is not None:
-            self.pages.touched(x.nbytes)
+        x = self.images[picked] if self.cache_file is None else self.cache_file.read_rows(picked)  # a copy, uint8
         return x, self._eye[self.labels[picked]]
 
     def on_epoch_end(self) -> None:

@@ -85,7 +85,7 @@ class DecodedImages:
     labels: np.ndarray  # (N,) int32; -1 where unknown (prediction inputs)
     paths: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
-    pages: object | None = None  # imgai.cache.MappedPages when ``images`` is memory-mapped
+    cache_file: object | None = None  # imgai.cache.CacheFile when ``images`` maps a disk cache
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -337,4 +337,4 @@ def make_batches(decoded, num_classes: int, batch_size: int, shuffle: bool = Fal
 
     if isinstance(decoded, StreamedImages):
         return StreamingBatches(decoded, num_classes, batch_size, shuffle=shuffle, seed=seed)
-    return ArrayBatches(decoded.images, decoded.labels, num_classes, batch_size, shuffle=shuffle, seed=seed, pages=decoded.pages)
+    return ArrayBatches(decoded.images, decoded.labels, num_classes, batch_size, shuffle=shuffle, seed=seed, cache_file=decoded.cache_file)
