@@ -23,8 +23,10 @@ from imgai.errors import ImgaiError
 class ArrayBatches(keras.utils.PyDataset):
     """Slices a uint8 image array (in RAM or memory-mapped) into batches with one-hot labels.
 
-    Shuffled with its own ``numpy`` generator, re-permuted after every epoch, so the order is
-    reproducible from the seed whatever the backend. With ``cache_file`` (a disk cache), rows are
+    Shuffled by a ``numpy`` generator seeded with ``(seed, epoch)``, re-permuted after every
+    epoch, so the order is reproducible from the seed whatever the backend, and a resumed run
+    (``epoch`` = the number of epochs already done) sees exactly the order it would have seen.
+    With ``cache_file`` (a disk cache), rows are
     read from the file into each batch, so the process's memory stays flat however large it is.
     """
 
@@ -36,6 +38,7 @@ class ArrayBatches(keras.utils.PyDataset):
         batch_size: int,
         shuffle: bool = False,
         seed: int = 0,
+        epoch: int = 0,
         cache_file=None,
         **kwargs,
     ):
@@ -46,9 +49,15 @@ class ArrayBatches(keras.utils.PyDataset):
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.cache_file = cache_file
-        self._rng = np.random.default_rng(seed)
+        self.seed = seed
         self._eye = np.eye(num_classes, dtype=np.float32)
-        self._order = self._rng.permutation(len(self.labels)) if shuffle else np.arange(len(self.labels))
+        self.set_epoch(epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Serve the order of epoch ``epoch`` (counted from 0)."""
+        self.epoch = epoch
+        n = len(self.labels)
+        self._order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
 
     def __len__(self) -> int:
         return math.ceil(len(self.labels) / self.batch_size)
@@ -64,8 +73,7 @@ class ArrayBatches(keras.utils.PyDataset):
         return x, self._eye[self.labels[picked]]
 
     def on_epoch_end(self) -> None:
-        if self.shuffle:
-            self._order = self._rng.permutation(len(self.labels))
+        self.set_epoch(self.epoch + 1)
 
 
 class StreamingBatches(ArrayBatches):
@@ -76,10 +84,10 @@ class StreamingBatches(ArrayBatches):
     and added to ``streamed.skipped``.
     """
 
-    def __init__(self, streamed, num_classes: int, batch_size: int, shuffle: bool = False, seed: int = 0):
+    def __init__(self, streamed, num_classes: int, batch_size: int, shuffle: bool = False, seed: int = 0, epoch: int = 0):
         workers = default_workers(streamed.workers)
         super().__init__(
-            None, streamed.labels, num_classes, batch_size, shuffle=shuffle, seed=seed,
+            None, streamed.labels, num_classes, batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
             workers=workers, use_multiprocessing=False, max_queue_size=max(4, 2 * workers),
         )
         self.streamed = streamed

@@ -324,8 +324,9 @@ def write_skipped(path: str | Path, skipped: list[tuple[str, str]]) -> None:
     atomic_write_text(path, "".join(f"{p}\t{reason}\n" for p, reason in skipped))
 
 
-def make_batches(decoded, num_classes: int, batch_size: int, shuffle: bool = False, seed: int = 0):
+def make_batches(decoded, num_classes: int, batch_size: int, shuffle: bool = False, seed: int = 0, epoch: int = 0):
     """A ``keras.utils.PyDataset`` of (uint8 pixels 0..255, float32 one-hot labels).
+    ``epoch``: epochs already done (a resumed run continues the shuffling order).
 
     Pixels stay uint8: the model's input is float32, so Keras casts them inside the compiled
     step, on the device, and a quarter of the bytes cross from the loader to the accelerator.
@@ -336,5 +337,7 @@ def make_batches(decoded, num_classes: int, batch_size: int, shuffle: bool = Fal
     from imgai.cache import StreamedImages
 
     if isinstance(decoded, StreamedImages):
-        return StreamingBatches(decoded, num_classes, batch_size, shuffle=shuffle, seed=seed)
-    return ArrayBatches(decoded.images, decoded.labels, num_classes, batch_size, shuffle=shuffle, seed=seed, cache_file=decoded.cache_file)
+        return StreamingBatches(decoded, num_classes, batch_size, shuffle=shuffle, seed=seed, epoch=epoch)
+    return ArrayBatches(
+        decoded.images, decoded.labels, num_classes, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, cache_file=decoded.cache_file
+    )
