@@ -124,6 +124,7 @@ def test_cache_is_memory_mapped_and_batches_keep_memory_flat(tmp_path, reader):
     assert decoded.cache_file is not None and not decoded.images.flags.owndata and not decoded.images.flags.writeable
     assert _rss_file_kb() - before < 2_000  # opening maps the file; nothing is read yet
     if reader == "memory map":  # the fallback where os.preadv is missing: pages released per 1 MB
+        os.close(decoded.cache_file._fd)
         decoded.cache_file._fd = None
         decoded.cache_file.budget = 2**20
     batches = make_batches(decoded, 2, batch_size=16, shuffle=True)
