@@ -176,7 +176,7 @@ def test_batches_are_one_hot_and_reshuffled_each_epoch(flat_dataset):
     batches = make_batches(decoded, 3, batch_size=8, shuffle=True, seed=0)
     assert len(batches) == 4
     x, y = batches[0]
-    assert x.dtype == np.float32 and x.shape == (8, 32, 32, 3) and x.max() > 1.0  # rescaling is in the model
+    assert x.dtype == np.uint8 and x.shape == (8, 32, 32, 3) and x.max() > 1  # cast and rescaling are in the model
     assert y.shape == (8, 3) and np.all(y.sum(axis=1) == 1)
     first = np.concatenate([batches[i][1] for i in range(len(batches))])
     assert first.sum(axis=0).tolist() == [10, 10, 10]
@@ -184,7 +184,20 @@ def test_batches_are_one_hot_and_reshuffled_each_epoch(flat_dataset):
     batches.on_epoch_end()
     assert not np.array_equal(order, batches._order)
     plain = make_batches(decoded, 3, batch_size=8)
-    assert np.array_equal(plain[0][0], decoded.images[:8].astype(np.float32))
+    assert np.array_equal(plain[0][0], decoded.images[:8])
+
+
+def test_a_resumed_run_gets_the_same_epoch_order(flat_dataset):
+    pytest.importorskip("keras")
+    from imgai.data import make_batches
+
+    decoded = load_images(scan_folder(flat_dataset), (32, 32))
+    running = make_batches(decoded, 3, batch_size=8, shuffle=True, seed=5)
+    running.on_epoch_end()
+    running.on_epoch_end()
+    resumed = make_batches(decoded, 3, batch_size=8, shuffle=True, seed=5, epoch=2)
+    assert np.array_equal(running._order, resumed._order)
+    assert not np.array_equal(resumed._order, make_batches(decoded, 3, batch_size=8, shuffle=True, seed=5)._order)
 
 
 def test_a_resumed_run_gets_the_same_epoch_order(flat_dataset):

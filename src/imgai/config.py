@@ -58,6 +58,13 @@ class DataConfig(_Section):
     batch_size: int = Field(32, ge=1, description="Images per training step.")
     shuffle: bool = Field(True, description="Shuffle the file list before splitting and every epoch.")
     workers: int = Field(0, ge=0, description="Threads that decode images; 0 = one per CPU core.")
+    cache: Literal["auto", "memory", "disk", "none"] = Field(
+        "auto",
+        description="Where decoded images are kept: memory (decoded each run), disk (decoded once, "
+        "memory-mapped, reused by later runs), none (decoded every batch); auto = memory if they fit "
+        "comfortably in RAM, else disk.",
+    )
+    cache_dir: str = Field("~/.cache/imgai", description="Folder of the disk cache (data.cache=disk); safe to delete.")
 
     @field_validator("image_size", mode="before")
     @classmethod

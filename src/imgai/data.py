@@ -5,12 +5,15 @@ The stages are separate so that each can be replaced on its own::
     scan_folder()      folder -> FileList (paths, integer labels, class names)
     resolve_splits()   data config -> Splits(train, val, test)
     load_images()      FileList -> DecodedImages (uint8 array in memory + skipped files)
-    make_batches()     DecodedImages -> keras.utils.PyDataset of (float32 images, one-hot labels)
+    make_batches()     DecodedImages -> keras.utils.PyDataset of (uint8 images, one-hot labels)
+
+``imgai.cache`` chooses where the decoded images live (``data.cache``: memory, a memory-mapped
+file on disk reused across runs, or nowhere, decoding each batch while training).
 
 Decoding uses Pillow in a thread pool and needs neither TensorFlow nor Keras, so the same code
 serves every Keras backend. Images are decoded and resized once, before training; each epoch then
-only slices arrays. Augmentation belongs after ``load_images`` (it must stay random every epoch), and
-a cache on disk can stand in for ``load_images`` because it returns the same ``DecodedImages``.
+only slices arrays. Augmentation belongs after ``load_images`` (it must stay random every epoch); the
+disk cache stands in for ``load_images`` because it returns the same ``DecodedImages``.
 
 Scanning and splitting follow ``keras.utils.image_dataset_from_directory`` exactly (sorted class
 folders, files walked recursively in sorted order, one global shuffle with
@@ -78,10 +81,11 @@ class Splits:
 class DecodedImages:
     """Decoded, resized images held as one uint8 array, with what could not be read."""
 
-    images: np.ndarray  # (N, H, W, C) uint8
+    images: np.ndarray  # (N, H, W, C) uint8, in RAM or a read-only view of a disk cache
     labels: np.ndarray  # (N,) int32; -1 where unknown (prediction inputs)
     paths: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    cache_file: object | None = None  # imgai.cache.CacheFile when ``images`` maps a disk cache
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -222,6 +226,9 @@ def decode_image(path: str | Path, image_size: tuple[int, int], color_mode: str 
     height, width = image_size
     with Image.open(path) as img:
         img.seek(0)
+        # JPEGs at least twice the target size are decoded at 1/2, 1/4 or 1/8 scale by libjpeg
+        # (never below the target), then resized as usual: 4x faster for a 12-megapixel photo.
+        img.draft(img.mode, (width, height))
         img.load()  # force a full decode here, so truncated files fail now, not later
         if img.mode in ("P", "LA", "RGBA", "PA") and color_mode == "rgb":
             # Composite transparency on black, as TensorFlow's decoders drop alpha.
@@ -317,9 +324,20 @@ def write_skipped(path: str | Path, skipped: list[tuple[str, str]]) -> None:
     atomic_write_text(path, "".join(f"{p}\t{reason}\n" for p, reason in skipped))
 
 
-def make_batches(decoded: DecodedImages, num_classes: int, batch_size: int, shuffle: bool = False, seed: int = 0, epoch: int = 0):
-    """A ``keras.utils.PyDataset`` over decoded images: float32 pixels in [0, 255], one-hot labels.
-    ``epoch``: epochs already done (a resumed run continues the shuffling order)."""
-    from imgai.batches import ArrayBatches
+def make_batches(decoded, num_classes: int, batch_size: int, shuffle: bool = False, seed: int = 0, epoch: int = 0):
+    """A ``keras.utils.PyDataset`` of (uint8 pixels 0..255, float32 one-hot labels).
+    ``epoch``: epochs already done (a resumed run continues the shuffling order).
 
-    return ArrayBatches(decoded.images, decoded.labels, num_classes, batch_size, shuffle=shuffle, seed=seed, epoch=epoch)
+    Pixels stay uint8: the model's input is float32, so Keras casts them inside the compiled
+    step, on the device, and a quarter of the bytes cross from the loader to the accelerator.
+    ``decoded`` is :class:`DecodedImages`, or :class:`imgai.cache.StreamedImages` to decode each
+    batch from its files while training.
+    """
+    from imgai.batches import ArrayBatches, StreamingBatches
+    from imgai.cache import StreamedImages
+
+    if isinstance(decoded, StreamedImages):
+        return StreamingBatches(decoded, num_classes, batch_size, shuffle=shuffle, seed=seed, epoch=epoch)
+    return ArrayBatches(
+        decoded.images, decoded.labels, num_classes, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, cache_file=decoded.cache_file
+    )

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from imgai import __version__
 from imgai.config import Config, dump_config, load_config
-from imgai.data import DecodedImages, Splits, load_images, make_batches, resolve_splits, write_skipped
+from imgai.data import DecodedImages, Splits, make_batches, resolve_splits, write_skipped
 from imgai.errors import ImgaiError
 from imgai.runs import (
     BEST_MODEL,
@@ -84,17 +84,10 @@ def model_metadata(config: Config, class_names: list[str]) -> dict:
 
 
 def _decode_splits(splits: Splits, config: Config, log: Callable[[str], None]) -> tuple[DecodedImages, DecodedImages | None, list]:
-    data = config.data
-    start = time.perf_counter()
-    train = load_images(splits.train, data.image_size, data.color_mode, data.interpolation, data.workers, "decoding training images")
-    val = (
-        load_images(splits.val, data.image_size, data.color_mode, data.interpolation, data.workers, "decoding validation images")
-        if splits.val is not None
-        else None
-    )
+    from imgai.cache import prepare_splits
+
+    train, val = prepare_splits(splits.train, splits.val, config.data, log)  # where data.cache says
     skipped = train.skipped + (val.skipped if val is not None else [])
-    n = len(train) + (len(val) if val is not None else 0)
-    log(f"Decoded {n} images at {data.image_size[0]}x{data.image_size[1]} in {time.perf_counter() - start:.1f} s.")
     return train, val, skipped
 
 
@@ -484,6 +477,10 @@ def _fit(config: Config, splits: Splits, run_dir: Path, state, log: Callable[[st
         if train_cfg.restore_best_weights and (run_dir / BEST_MODEL).is_file():
             model.load_weights(run_dir / BEST_MODEL)
             log(f"Restored the weights of the best epoch, {state.best_epoch}.")
+    streamed_skipped = train_images.skipped + (val_images.skipped if val_images is not None else [])
+    if len(streamed_skipped) > len(skipped):  # data.cache=none finds unreadable files while training
+        write_skipped(run_dir / SKIPPED_FILE, streamed_skipped)
+        log(f"Skipped {len(streamed_skipped)} unreadable file(s) while training; listed in {run_dir / SKIPPED_FILE}")
     result = TrainResult(
         run_dir=run_dir,
         best_epoch=state.best_epoch,

@@ -1,0 +1,423 @@
+"""Decode once, train many times: where decoded images live between the files and the batches.
+
+``data.cache`` picks one of three homes for the resized uint8 images:
+
+``memory``  :func:`imgai.data.load_images` decodes every file into one array in RAM (each run).
+``disk``    the array is written once to ``<data.cache_dir>/<key>/images.npy`` and reused by later
+            runs: a memory-mapped, read-only array to callers, while batches read their rows
+            straight from the OS page cache (:class:`CacheFile`), so the process's RAM does not
+            grow with the data set.
+``none``    nothing is kept: each batch is decoded from its files while the model trains, on
+            ``data.workers`` threads with prefetch (for data larger than the disk budget).
+``auto``    memory when the decoded images fit comfortably in RAM, else disk, else none.
+
+A disk cache is keyed by the ordered file list with each file's size and modification time, the
+labels, ``image_size``, ``color_mode`` and ``interpolation``: change any of them and a new cache is
+built; otherwise it is reused across runs. It is built in a ``.building-*`` folder and renamed into
+place only when complete, so a half-built cache is never used. Files that cannot be read are
+skipped and remembered in the cache's ``index.json``, so a cache hit reports them as well.
+
+Decoding uses threads, not processes: Pillow releases the GIL while decoding and resizing, and on
+2 cores threads decoded as fast as processes without the start-up and copying costs
+(``scripts/bench_decode.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import mmap
+import os
+import shutil
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from imgai.data import (
+    DecodedImages,
+    FileList,
+    _describe_decode_error,
+    _Progress,
+    decode_image,
+    default_workers,
+    load_images,
+)
+from imgai.errors import ImgaiError
+
+CACHE_FORMAT = 1
+IMAGES_FILE = "images.npy"
+INDEX_FILE = "index.json"
+BUILDING_PREFIX = ".building-"
+# Where rows are gathered through the memory map: bytes read before its pages are handed back.
+RESIDENT_BUDGET_BYTES = 64 * 2**20
+# A ".building-*" folder older than this is left over from a crashed run and is removed.
+STALE_BUILD_SECONDS = 24 * 3600
+
+
+@dataclass
+class StreamedImages:
+    """Files decoded batch by batch while training (``data.cache=none``); nothing kept."""
+
+    paths: list[str]
+    labels: np.ndarray
+    image_size: tuple[int, int]
+    color_mode: str
+    interpolation: str
+    workers: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # filled as batches find them
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+class CacheFile:
+    """Reads rows of a disk cache's ``images.npy`` into fresh arrays.
+
+    Rows are read with ``os.preadv`` straight from the OS page cache into the batch: no page of
+    the file becomes part of this process's memory, so it stays flat whatever the cache size, and
+    on 2 cores this was faster than gathering through the memory map and releasing its pages
+    (86,000 vs 47,000 images per CPU-second at 224 px). Where ``preadv`` is missing (Windows) rows
+    are gathered from the map, whose pages are then released every ``budget`` bytes.
+    """
+
+    def __init__(self, path: Path, offset: int, shape: tuple[int, ...], view: np.ndarray, mapping, budget: int = RESIDENT_BUDGET_BYTES):
+        self.path, self.offset, self.shape = path, offset, tuple(shape)
+        self.row_bytes = int(np.prod(shape[1:]))
+        self.view, self.map, self.budget = view, mapping, budget
+        self._pending = 0
+        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0)) if hasattr(os, "preadv") else None
+
+    def read_rows(self, indices: np.ndarray) -> np.ndarray:
+        indices = np.asarray(indices, dtype=np.int64)
+        if self._fd is None:
+            rows = self.view[indices]
+            self._pending += rows.nbytes
+            if self._pending >= self.budget:
+                self.release()
+            return rows
+        out = np.empty((len(indices), *self.shape[1:]), dtype=np.uint8)
+        flat = memoryview(out).cast("B")
+        size = self.row_bytes
+        for j, i in enumerate(indices.tolist()):
+            got = os.preadv(self._fd, [flat[j * size : (j + 1) * size]], self.offset + i * size)
+            if got != size:
+                raise ImgaiError(f"the image cache '{self.path}' was cut short while in use: delete its folder and run again")
+        return out
+
+    def release(self) -> None:
+        """Hand the pages read through the map back to the OS page cache."""
+        self._pending = 0
+        if hasattr(self.map, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+            self.map.madvise(mmap.MADV_DONTNEED)
+
+    def __del__(self):
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
+
+
+# --------------------------------------------------------------------------------------------
+# Choosing where the images live
+
+
+def default_cache_dir(configured: str) -> Path:
+    return Path(os.path.expandvars(os.path.expanduser(configured)))
+
+
+def decoded_bytes(num_images: int, image_size: tuple[int, int], color_mode: str) -> int:
+    channels = 3 if color_mode == "rgb" else 1
+    return num_images * image_size[0] * image_size[1] * channels
+
+
+def _memory_bytes() -> tuple[int, int]:
+    """(total, available) physical memory in bytes; (0, 0) where the OS does not say."""
+    try:
+        page = os.sysconf("SC_PAGE_SIZE")
+        total = os.sysconf("SC_PHYS_PAGES") * page
+    except (ValueError, OSError, AttributeError):
+        return 0, 0
+    available = 0
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * page
+        except (ValueError, OSError):
+            available = total
+    return total, available
+
+
+def _free_disk_bytes(folder: Path) -> int:
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        return shutil.disk_usage(probe).free
+    except OSError:
+        return 0
+
+
+def choose_cache_mode(requested: str, nbytes: int, cache_dir: Path) -> tuple[str, str]:
+    """Resolve ``data.cache`` (``auto`` included) to memory/disk/none, with the reason in words."""
+    if requested != "auto":
+        return requested, f"data.cache={requested}"
+    total, available = _memory_bytes()
+    # "Comfortably": a quarter of the machine and half of what is free now, leaving room for the
+    # framework, the model and the float copies of batches.
+    if total == 0 or nbytes <= min(total // 4, available // 2):
+        return "memory", f"{_size(nbytes)} fits in RAM"
+    if _free_disk_bytes(cache_dir) >= nbytes * 1.1 + 2**30:
+        return "disk", f"{_size(nbytes)} is too much for RAM ({_size(available)} free)"
+    return "none", f"{_size(nbytes)} fits neither in RAM nor in {cache_dir}"
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if nbytes < 1024 or unit == "TB":
+            return f"{nbytes:.0f} {unit}" if unit == "bytes" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:.1f} TB"
+
+
+# --------------------------------------------------------------------------------------------
+# The disk cache
+
+
+def cache_key(paths: list[str], labels: np.ndarray, image_size, color_mode: str, interpolation: str) -> str:
+    """Changes whenever a file is added, removed, reordered, rewritten or touched, or a setting changes."""
+    digest = hashlib.sha256()
+    settings = {"format": CACHE_FORMAT, "image_size": list(image_size), "color_mode": color_mode, "interpolation": interpolation}
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    for path in paths:
+        try:
+            st = os.stat(path)
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        digest.update(f"{os.path.abspath(path)}\0{stamp}\n".encode())
+    digest.update(np.asarray(labels, dtype=np.int32).tobytes())
+    return digest.hexdigest()[:32]
+
+
+def _npy_header(shape: tuple[int, ...], length: int) -> bytes | None:
+    """An .npy header for a uint8 array of ``shape`` that is exactly ``length`` bytes, if one exists."""
+    fields = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False, "shape": shape}
+    for writer in (np.lib.format.write_array_header_1_0, np.lib.format.write_array_header_2_0):
+        buffer = io.BytesIO()
+        writer(buffer, fields)
+        if len(buffer.getvalue()) == length:
+            return buffer.getvalue()
+    return None
+
+
+def _decode_into(images_path: Path, paths: list[str], image_size, color_mode, interpolation, workers, label, progress):
+    """Decode ``paths`` on threads and append the readable ones, in order, to ``images_path``.
+
+    Returns (indices kept, {index: reason} for skipped files).
+    """
+    channels = 3 if color_mode == "rgb" else 1
+    shape = (len(paths), image_size[0], image_size[1], channels)
+    # open_memmap writes the .npy header for the full count; rows are then written with plain
+    # sequential writes, which go to the page cache without growing this process's memory.
+    header = np.lib.format.open_memmap(images_path, mode="w+", dtype=np.uint8, shape=shape)
+    offset = header.offset
+    del header
+    kept: list[int] = []
+    errors: dict[int, str] = {}
+
+    def work(index: int):
+        try:
+            return decode_image(paths[index], image_size, color_mode, interpolation)
+        except Exception as exc:  # any unreadable file is skipped and reported, never fatal
+            return _describe_decode_error(exc)
+
+    bar = _Progress(label, len(paths), progress)
+    chunk = 256  # bounds the decoded images waiting to be written (256 x 150 KB at 224 px)
+    with open(images_path, "r+b") as out, ThreadPoolExecutor(max_workers=default_workers(workers)) as pool:
+        out.seek(offset)
+        for start in range(0, len(paths), chunk):
+            indices = range(start, min(start + chunk, len(paths)))
+            for index, result in zip(indices, pool.map(work, indices, chunksize=8)):
+                if isinstance(result, str):
+                    errors[index] = result
+                else:
+                    out.write(np.ascontiguousarray(result).data)
+                    kept.append(index)
+            bar.update(indices[-1] + 1)
+        if errors:  # fewer rows than the header says: shrink the file and its header
+            new_shape = (len(kept),) + shape[1:]
+            fixed = _npy_header(new_shape, offset)
+            if fixed is None:
+                raise ImgaiError(f"could not rewrite the header of '{images_path}': upgrade numpy")
+            out.truncate(offset + int(np.prod(new_shape)))
+            out.seek(0)
+            out.write(fixed)
+        out.flush()
+        os.fsync(out.fileno())  # complete on disk before the folder is renamed into place
+    bar.close()
+    return kept, errors
+
+
+def _open_cache(folder: Path) -> DecodedImages | None:
+    """The cache in ``folder``, or None when it is missing or damaged."""
+    try:
+        index = json.loads((folder / INDEX_FILE).read_text(encoding="utf-8"))
+        if index.get("format") != CACHE_FORMAT:
+            return None
+        images_path = folder / IMAGES_FILE
+        with open(images_path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(fh)
+            offset = fh.tell()
+        expected = (len(index["paths"]), *index["image_shape"])
+        nbytes = int(np.prod(shape))
+        if tuple(shape) != expected or fortran or dtype != np.uint8 or images_path.stat().st_size != offset + nbytes:
+            return None
+        labels = np.asarray(index["labels"], dtype=np.int32)
+        if nbytes == 0:
+            images, reader = np.zeros(shape, dtype=np.uint8), None
+        else:
+            with open(images_path, "rb") as fh:
+                mapping = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            # A read-only view through the map: an ordinary array to every caller, read lazily.
+            images = np.frombuffer(mapping, dtype=np.uint8, count=nbytes, offset=offset).reshape(shape)
+            reader = CacheFile(images_path, offset, shape, images, mapping)
+        return DecodedImages(
+            images=images,
+            labels=labels,
+            paths=list(index["paths"]),
+            skipped=[(p, r) for p, r in index["skipped"]],
+            cache_file=reader,
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _remove_stale_builds(cache_dir: Path) -> None:
+    now = time.time()
+    for entry in cache_dir.glob(BUILDING_PREFIX + "*"):
+        try:
+            if now - entry.stat().st_mtime > STALE_BUILD_SECONDS:
+                shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            pass
+
+
+def load_disk_cache(
+    files: FileList,
+    image_size: tuple[int, int],
+    color_mode: str,
+    interpolation: str,
+    cache_dir: Path,
+    workers: int = 0,
+    label: str = "images",
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+) -> DecodedImages:
+    """The decoded images of ``files`` from the disk cache, building it first if needed."""
+    image_size = tuple(image_size)
+    key = cache_key(files.paths, files.labels, image_size, color_mode, interpolation)
+    folder = cache_dir / key
+    if folder.is_dir():
+        cached = _open_cache(folder)
+        if cached is not None:
+            skipped = f", {len(cached.skipped)} skipped" if cached.skipped else ""
+            log(f"Using cache {folder} ({len(cached):,} {label}{skipped}).")
+            return cached
+        log(f"Cache {folder} is incomplete or damaged: rebuilding it.")
+        shutil.rmtree(folder, ignore_errors=True)
+
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        _remove_stale_builds(cache_dir)
+        building = cache_dir / f"{BUILDING_PREFIX}{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        building.mkdir()
+    except OSError as exc:
+        raise ImgaiError(f"cannot write the image cache in '{cache_dir}' ({exc.strerror}): set data.cache_dir=DIR to a writable folder, or data.cache=memory") from None
+    start = time.perf_counter()
+    try:
+        kept, errors = _decode_into(
+            building / IMAGES_FILE, files.paths, image_size, color_mode, interpolation, workers, f"caching {label}", progress
+        )
+        channels = 3 if color_mode == "rgb" else 1
+        index = {
+            "format": CACHE_FORMAT,
+            "source": files.source,
+            "image_shape": [image_size[0], image_size[1], channels],
+            "color_mode": color_mode,
+            "interpolation": interpolation,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "paths": [files.paths[i] for i in kept],
+            "labels": np.asarray(files.labels)[kept].astype(int).tolist(),
+            "skipped": [[files.paths[i], errors[i]] for i in sorted(errors)],
+        }
+        (building / INDEX_FILE).write_text(json.dumps(index), encoding="utf-8")
+        try:
+            os.rename(building, folder)
+        except OSError:
+            if not (folder / INDEX_FILE).is_file():  # not a finished cache from a concurrent run
+                raise
+            shutil.rmtree(building, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(building, ignore_errors=True)
+        raise ImgaiError(f"could not write the image cache in '{cache_dir}' ({exc.strerror or exc}): free some space, set data.cache_dir=DIR, or data.cache=memory") from None
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    seconds = time.perf_counter() - start
+    skipped = f" ({len(errors)} skipped)" if errors else ""
+    log(f"Built cache {folder}: {len(kept):,} {label} in {seconds:.1f} s{skipped}.")
+    cached = _open_cache(folder)
+    if cached is None:
+        raise ImgaiError(f"the image cache just written to '{folder}' cannot be read back: remove it and try again")
+    return cached
+
+
+# --------------------------------------------------------------------------------------------
+# The entry point used by training
+
+
+def prepare_images(
+    files: FileList,
+    data_cfg,
+    mode: str,
+    label: str = "images",
+    log: Callable[[str], None] = print,
+) -> DecodedImages | StreamedImages:
+    """``files`` ready for :func:`imgai.data.make_batches`, held where ``mode`` says."""
+    size = tuple(data_cfg.image_size)
+    if mode == "none":
+        return StreamedImages(
+            list(files.paths), np.asarray(files.labels, dtype=np.int32), size, data_cfg.color_mode, data_cfg.interpolation, data_cfg.workers
+        )
+    if mode == "disk":
+        return load_disk_cache(
+            files, size, data_cfg.color_mode, data_cfg.interpolation, default_cache_dir(data_cfg.cache_dir), data_cfg.workers, label, log
+        )
+    start = time.perf_counter()
+    decoded = load_images(files, size, data_cfg.color_mode, data_cfg.interpolation, data_cfg.workers, f"decoding {label}")
+    skipped = f" ({len(decoded.skipped)} skipped)" if decoded.skipped else ""
+    log(f"Decoded {len(decoded):,} {label} at {size[0]}x{size[1]} in {time.perf_counter() - start:.1f} s{skipped}.")
+    return decoded
+
+
+def prepare_splits(train: FileList, val: FileList | None, data_cfg, log: Callable[[str], None] = print):
+    """Training and validation images, both held where ``data.cache`` (resolved once) says."""
+    count = len(train) + (len(val) if val is not None else 0)
+    nbytes = decoded_bytes(count, tuple(data_cfg.image_size), data_cfg.color_mode)
+    mode, reason = choose_cache_mode(data_cfg.cache, nbytes, default_cache_dir(data_cfg.cache_dir))
+    where = {"memory": "in memory", "disk": f"on disk in {default_cache_dir(data_cfg.cache_dir)}", "none": "nowhere: decoding every batch while training"}[mode]
+    log(f"Image cache: {where} ({reason}).")
+    train_images = prepare_images(train, data_cfg, mode, "training images", log)
+    val_images = prepare_images(val, data_cfg, mode, "validation images", log) if val is not None else None
+    return train_images, val_images
