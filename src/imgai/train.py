@@ -167,11 +167,13 @@ def train(config: Config, name: str | None = None, log: Callable[[str], None] = 
 
     import keras
 
-    from imgai.models import create_model
+    from imgai.augment import augment_batches, describe
+    from imgai.models import create_model, estimate_flops, precision_policy
 
     keras.utils.set_random_seed(config.seed)
     channels = 3 if config.data.color_mode == "rgb" else 1
-    model = create_model(config.model, config.data.image_size, channels, len(class_names), config.data.interpolation)
+    with precision_policy(config.train.precision):
+        model = create_model(config.model, config.data.image_size, channels, len(class_names), config.data.interpolation)
     metrics: list = ["accuracy"]
     if len(class_names) > 5:
         k = min(config.train.top_k, len(class_names) - 1)
@@ -181,11 +183,17 @@ def train(config: Config, name: str | None = None, log: Callable[[str], None] = 
         loss=config.train.loss,
         metrics=metrics,
     )
-    log(f"Model '{config.model.name}': {model.count_params():,} parameters.")
+    log(
+        f"Model '{config.model.name}': {model.count_params():,} parameters, "
+        f"{estimate_flops(model) / 1e6:,.0f} MFLOPs per image, precision {config.train.precision}."
+    )
 
     num_classes = len(class_names)
     batch = config.data.batch_size
     train_batches = make_batches(train_images, num_classes, batch, shuffle=config.data.shuffle, seed=config.seed)
+    # Augmentation is its own compiled step on each training batch, never part of the model.
+    train_batches = augment_batches(train_batches, config.augment, config.data.image_size, channels, config.seed)
+    log(f"Augmentation: {describe(config.augment)}.")
     val_batches = make_batches(val_images, num_classes, batch) if val_images is not None and len(val_images) else None
     checkpointer = _make_checkpointer(run_dir, monitor, mode, model_metadata(config, class_names), log)
     callbacks = [_make_history_writer(run_dir / HISTORY_FILE), checkpointer]
