@@ -54,7 +54,7 @@ def main() -> None:
             return augmenter(xb, yb, 0, i)
 
         def eager(xb, yb, i):
-            out = augmenter._apply(keras.ops.convert_to_tensor(xb), keras.ops.convert_to_tensor(yb))
+            out = augmenter._apply(augmenter.layers, keras.ops.convert_to_tensor(xb), keras.ops.convert_to_tensor(yb))
             return keras.ops.convert_to_numpy(out[0]), keras.ops.convert_to_numpy(out[1])
 
         fast = images_per_second(compiled, x, y, args.batches)

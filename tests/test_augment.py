@@ -9,7 +9,7 @@ from imgai.augment import Augmenter, augment_batches, batch_seed, build_layers, 
 from imgai.batches import ArrayBatches  # noqa: E402
 from imgai.config import load_config  # noqa: E402
 from imgai.errors import ImgaiError  # noqa: E402
-from conftest import run_imgai  # noqa: E402
+from conftest import REPO, run_imgai  # noqa: E402
 
 EVERYTHING = [
     "augment.flip=horizontal", "augment.rotation=0.1", "augment.zoom=0.1", "augment.translation=0.1",
@@ -147,3 +147,28 @@ def test_preview_cli_writes_a_labelled_grid(split_dataset, tmp_path):
     bad = run_imgai("data", "preview", f"data.root={split_dataset}", "--output", str(tmp_path / "grid.jpg"), cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.startswith("Error: ") and "must be a .png" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_jax_backend_compiles_the_step_without_tensorflow(tmp_path):
+    pytest.importorskip("jax")
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from imgai.config import load_config\n"
+        "from imgai.augment import Augmenter\n"
+        "cfg = load_config([], ['augment.crop=0.75', 'augment.flip=horizontal', 'augment.rotation=0.1', 'augment.mixup=0.2'])\n"
+        "a = Augmenter(cfg.augment, (32, 32), 3, seed=1)\n"
+        "x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype('float32')\n"
+        "y = np.eye(2, dtype='float32')[[0, 1, 0, 1]]\n"
+        "one, again, other = a(x, y, 0, 0)[0], a(x, y, 0, 0)[0], a(x, y, 1, 0)[0]\n"
+        "assert one.shape == (4, 24, 24, 3) and (one == again).all() and not (one == other).all()\n"
+        "assert 'tensorflow' not in sys.modules\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]

@@ -261,6 +261,7 @@ def test_imagenet_download_failure_says_which_file_to_place_where(tmp_path, monk
     def offline(*args, **kwargs):  # fail fast; a test never reaches the internet
         raise urllib.error.URLError("no network")
 
+    (tmp_path / "keras_home").mkdir()
     monkeypatch.setattr(keras_config, "_KERAS_DIR", str(tmp_path / "keras_home"))
     monkeypatch.setattr(file_utils, "urlretrieve", offline)
     with pytest.raises(ImgaiError) as info:

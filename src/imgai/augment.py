@@ -115,41 +115,54 @@ class Augmenter:
 
         self.seed = seed
         self.layers = build_layers(aug, image_size, channels, seed)
+        # RandomCrop slices at a random offset, which jax.jit cannot trace; it comes first, so on
+        # JAX it runs eagerly before the compiled step (it is cheap: one slice per batch).
+        backend = keras.backend.backend()
+        eager = 1 if backend == "jax" and self.layers and self.layers[0].name == "crop" else 0
+        self.eager_layers, self.compiled_layers = self.layers[:eager], self.layers[eager:]
         # Build every layer once, eagerly, so their variables exist before compiling.
         probe = np.zeros((2, image_size[0], image_size[1], channels), dtype=np.float32)
-        self._apply(probe, np.eye(2, dtype=np.float32))
+        self._apply(self.layers, probe, np.eye(2, dtype=np.float32))
         self.state = [v for layer in self.layers for v in layer.variables]  # the seed generators
         self._dtypes = [keras.backend.standardize_dtype(v.dtype) for v in self.state]
-        self._step = self._compile()
+        self._step = self._compile(backend)
 
     def __bool__(self) -> bool:
         return bool(self.layers)
 
-    def _apply(self, images, labels):
+    @staticmethod
+    def _apply(layers, images, labels):
         data = {"images": images, "labels": labels}
-        for layer in self.layers:
+        for layer in layers:
             data = layer(data, training=True)
         return data["images"], data["labels"]
 
-    def _stateless(self, state_values, images, labels):
+    def _stateless(self, layers, state_values, images, labels):
         import keras
 
         with keras.StatelessScope(state_mapping=list(zip(self.state, state_values))):
-            return self._apply(images, labels)
+            return self._apply(layers, images, labels)
 
-    def _compile(self):
-        import keras
+    def _compile(self, backend: str):
+        def compiled_part(state_values, images, labels):
+            return self._stateless(self.compiled_layers, state_values, images, labels)
 
-        backend = keras.backend.backend()
         if backend == "jax":
             import jax
 
-            return jax.jit(self._stateless)
-        if backend == "tensorflow":
+            compiled_part = jax.jit(compiled_part)
+        elif backend == "tensorflow":
             import tensorflow as tf
 
-            return tf.function(self._stateless, reduce_retracing=True)
-        return self._stateless  # torch / numpy: eager
+            compiled_part = tf.function(compiled_part, reduce_retracing=True)
+        # torch / numpy: eager
+
+        def step(state_values, images, labels):
+            if self.eager_layers:
+                images, labels = self._stateless(self.eager_layers, state_values, images, labels)
+            return compiled_part(state_values, images, labels)
+
+        return step
 
     def _state_values(self, epoch: int, index: int) -> list:
         import keras

@@ -174,9 +174,6 @@ def set_backbone_trainable(model, trainable: bool, top: int | None = None) -> No
     layers = backbone_layers(model)
     for layer in layers[-top:] if top else layers:
         layer.trainable = trainable and layer.__class__.__name__ != "BatchNormalization"
-    if not trainable and not top:
-        for layer in layers:
-            layer.trainable = False
 
 
 def _caffe_preprocess(x, channels: int):
@@ -214,8 +211,8 @@ def _explain_download_failure(app_name: str):
         from keras.src.backend.config import keras_home
 
         home = os.path.expanduser(keras_home())
-        if not os.access(home, os.W_OK) and not os.access(os.path.dirname(home) or ".", os.W_OK):
-            home = os.path.join("/tmp", ".keras")  # where get_file falls back to
+        if not os.access(home, os.W_OK):
+            home = os.path.join("/tmp", ".keras")  # where get_file falls back to, as it does
         target = Path(home) / asked["cache_subdir"] / asked["fname"]
         reason = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:160]
         raise ImgaiError(
