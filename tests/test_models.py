@@ -182,7 +182,7 @@ def test_precision_is_validated():
 
 # ------------------------------------------------------------------------------ backbones
 
-from imgai.models import BACKBONES, backbone_layers, is_backbone_model  # noqa: E402
+from imgai.models import BACKBONES, backbone_layers, unfreeze_backbone  # noqa: E402
 
 
 @pytest.mark.parametrize("name", ["mobilenetv3small", "mobilenetv3large", "efficientnetv2b0", "resnet50", "convnexttiny"])
@@ -191,7 +191,8 @@ def test_backbones_build_in_one_graph_with_their_preprocessing(name):
     names = [l.name for l in model.layers]
     assert names[:2] == ["image", "resize"] and names[-4:] == ["head_pool", "head_dense", "head_dropout", "predictions"]
     backbone = backbone_layers(model)
-    assert is_backbone_model(model) and len(backbone) > 50
+    assert len(backbone) > 50 and all(l.name.startswith("backbone_") for l in backbone)
+    assert len(backbone) == len(names) - 2 - 4 - (BACKBONES[name][1] == "caffe")  # all but imgai's own layers
     assert not any(l.__class__.__name__ == "Functional" for l in model.layers)  # flat: Grad-CAM sees the convs
     first = backbone[0].__class__.__name__ if BACKBONES[name][1] == "own" else model.get_layer("preprocess_caffe").__class__.__name__
     assert first in ("Rescaling", "Normalization", "Dense")
@@ -235,11 +236,12 @@ def test_backbone_weights_from_a_file_are_loaded_and_frozen(mobilenet_weights):
     assert all(l.trainable for l in backbone_layers(unfrozen))
 
 
-def test_set_backbone_trainable_unfreezes_the_top_layers_but_not_batchnorm(mobilenet_weights):
-    from imgai.models import set_backbone_trainable
-
+def test_unfreeze_backbone_opens_the_top_layers_but_not_batchnorm(mobilenet_weights, tmp_path):
     model = create_model(model_cfg("model.name=mobilenetv3small", f"model.weights={mobilenet_weights[0]}"), (32, 32), 3, 3)
-    set_backbone_trainable(model, True, top=10)
+    save_model(model, tmp_path / "m.keras", {})
+    reloaded, _ = load_model(tmp_path / "m.keras")  # the names carry the contract through the file
+    assert [l.name for l in backbone_layers(reloaded)] == [l.name for l in backbone_layers(model)]
+    assert unfreeze_backbone(model, 10) > 0
     layers = backbone_layers(model)
     assert not any(l.trainable for l in layers[:-10])
     assert all(l.trainable != (l.__class__.__name__ == "BatchNormalization") for l in layers[-10:])

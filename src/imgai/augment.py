@@ -179,7 +179,10 @@ class Augmenter:
 
         if not self.layers:
             return images, labels
-        x, y = self._step(self._state_values(epoch, index), images, np.asarray(labels, dtype=np.float32))
+        # Sources may hand out uint8 pixels; the layers work on float32 in [0, 255].
+        x, y = self._step(
+            self._state_values(epoch, index), np.asarray(images, dtype=np.float32), np.asarray(labels, dtype=np.float32)
+        )
         return keras.ops.convert_to_numpy(x), keras.ops.convert_to_numpy(y)
 
 
@@ -210,6 +213,13 @@ def _make_augmented_batches():
         def __getitem__(self, index: int):
             x, y = self.source[index][:2]
             return self.augmenter(x, y, self.epoch, index)
+
+        def set_epoch(self, epoch: int) -> None:
+            """Serve epoch ``epoch`` (counted from 0): its random changes, and its order if the
+            source has ``set_epoch`` too."""
+            self.epoch = epoch
+            if hasattr(self.source, "set_epoch"):
+                self.source.set_epoch(epoch)
 
         def on_epoch_end(self) -> None:
             self.epoch += 1

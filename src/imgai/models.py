@@ -8,8 +8,11 @@ Every model is built the same way by :func:`create_model`::
       -> softmax over the classes
 
 Adding an architecture is one registry entry: a function ``(inputs, num_classes, model_cfg) ->
-outputs`` decorated with ``@register("name")``. Because the resize and the normalisation are
-layers, train, eval and predict can never preprocess differently, and the saved file works in a
+outputs`` decorated with ``@register("name")``. Registered: ``cnn`` (the classic Keras CNN),
+``sepresnet`` (a small residual separable-conv net for training from scratch) and the
+keras.applications backbones in :data:`BACKBONES`, whose layers :func:`backbone_layers` finds.
+Every model ends in :func:`classifier`, a float32 softmax. Because the resize and the normalisation
+are layers, train, eval and predict can never preprocess differently, and the saved file works in a
 plain Python with Keras alone.
 
 Saved files are ordinary ``.keras`` archives with one extra member, ``imgai.json`` (class names,
@@ -118,17 +121,70 @@ def _head(x, num_classes: int, cfg):
     return classifier(x, num_classes)
 
 
+@contextlib.contextmanager
+def precision_policy(precision: str = "float32"):
+    """Build models under the Keras dtype policy ``precision`` (float32, mixed_float16,
+    mixed_bfloat16), then restore the previous global policy.
+
+    Layers keep the policy they were built with, and Model.compile wraps the optimizer in a
+    LossScaleOptimizer for mixed_float16, so the policy is only needed while building.
+    """
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def estimate_flops(model) -> int:
+    """Floating-point operations (2 x multiply-adds) of one forward pass on one image, counted
+    for the layers that dominate: Conv2D, SeparableConv2D, DepthwiseConv2D and Dense."""
+    total = 0
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers:  # a nested model or Sequential block
+            total += estimate_flops(layer)
+            continue
+        kind = layer.__class__.__name__
+        if kind not in ("Conv2D", "SeparableConv2D", "DepthwiseConv2D", "Dense"):
+            continue
+        try:
+            in_shape, out_shape = layer.input.shape, layer.output.shape
+        except (AttributeError, ValueError):
+            continue
+        out_pixels = 1
+        for dim in out_shape[1:-1]:
+            out_pixels *= int(dim or 0)
+        in_channels, out_channels = int(in_shape[-1]), int(out_shape[-1])
+        if kind == "Dense":
+            macs = out_pixels * in_channels * out_channels
+        else:
+            kernel = int(layer.kernel_size[0]) * int(layer.kernel_size[1])
+            if kind == "Conv2D":
+                macs = out_pixels * kernel * in_channels // max(1, int(getattr(layer, "groups", 1))) * out_channels
+            elif kind == "DepthwiseConv2D":
+                macs = out_pixels * kernel * out_channels
+            else:  # separable: depthwise, then a 1x1 pointwise conv
+                mid = in_channels * int(layer.depth_multiplier)
+                macs = out_pixels * (kernel * mid + mid * out_channels)
+        total += 2 * macs
+    return total
+
+
 # --------------------------------------------------------------------------------------------
 # Pretrained backbones from keras.applications
 #
 # A backbone model is one flat functional graph (the application is built on the resized input
-# tensor with ``input_tensor=``, not nested), so every backbone layer is a layer of the model:
+# tensor with ``input_tensor=``, not nested), so every backbone layer is a layer of the model
+# (Grad-CAM reaches its last conv):
 #
-#   image -> resize -> [preprocess_*] -> <the application's own layers> -> head_* -> predictions
+#   image -> resize -> [preprocess_*] -> backbone_<the application's layers> -> head_* -> predictions
 #
-# imgai's own layers are named ``image``, ``resize``, ``preprocess_*``, ``head_*`` and
-# ``predictions``; every other layer belongs to the backbone. :func:`backbone_layers` returns
-# them in order (input side first), e.g. to unfreeze the top N for fine-tuning.
+# Following the backbone contract above, the application's layers are renamed with the
+# ``backbone_`` prefix, so :func:`backbone_layers` and :func:`unfreeze_backbone` find them, in
+# files loaded from disk too.
 
 # registry name -> (keras.applications class, preprocessing). "own" = the application's
 # include_preprocessing (Rescaling / Normalization layers); "caffe" = ResNet's RGB->BGR and
@@ -142,38 +198,19 @@ BACKBONES = {
     "resnet50": ("ResNet50", "caffe"),
     "convnexttiny": ("ConvNeXtTiny", "own"),
 }
-IMGAI_LAYER_NAMES = ("image", "resize", "predictions")
-IMGAI_LAYER_PREFIXES = ("preprocess_", "head_")
+IMGAI_LAYER_NAMES = ("image", "resize")
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
 
-def is_backbone_model(model) -> bool:
-    """True for models built on a keras.applications backbone."""
-    return bool(backbone_layers(model)) and model.name in BACKBONES
-
-
-def backbone_layers(model) -> list:
-    """The layers of a backbone model that belong to the backbone, input side first.
-
-    Works on models loaded from ``.keras`` files too (it goes by imgai's layer names).
-    """
+def _application_layers(app) -> list:
+    """The layers the application added on top of imgai's input, resize and preprocess_* layers."""
     return [
         layer
-        for layer in model.layers
+        for layer in app.layers
         if layer.__class__.__name__ != "InputLayer"
         and layer.name not in IMGAI_LAYER_NAMES
-        and not layer.name.startswith(IMGAI_LAYER_PREFIXES)
+        and not layer.name.startswith("preprocess_")
     ]
-
-
-def set_backbone_trainable(model, trainable: bool, top: int | None = None) -> None:
-    """Freeze or unfreeze the backbone; with ``top``, only its last ``top`` layers change.
-
-    BatchNormalization layers stay frozen when unfreezing (the usual fine-tuning practice: their
-    statistics came from far more data than a fine-tuning set has)."""
-    layers = backbone_layers(model)
-    for layer in layers[-top:] if top else layers:
-        layer.trainable = trainable and layer.__class__.__name__ != "BatchNormalization"
 
 
 def _caffe_preprocess(x, channels: int):
@@ -263,7 +300,7 @@ def _app_kwargs(app_name: str) -> dict:
     return {"include_preprocessing": True} if "include_preprocessing" in inspect.signature(app).parameters else {}
 
 
-def _make_backbone_builder(registry_name: str, app_name: str, preprocessing: str):
+def _make_backbone_builder(app_name: str, preprocessing: str):
     def build(inputs, num_classes: int, cfg):
         import keras
 
@@ -278,11 +315,12 @@ def _make_backbone_builder(registry_name: str, app_name: str, preprocessing: str
             except ValueError as exc:
                 first = (str(exc).strip().splitlines() or ["invalid input"])[0][:200]
                 raise ImgaiError(f"cannot build {app_name} for images of {list(image_size)} x {channels} channels ({first})") from None
-        graph_layers = backbone_layers(backbone)  # the application's layers, minus resize / preprocess_*
+        graph_layers = _application_layers(backbone)
         if cfg.weights is not None:
             _load_backbone_weights(app, app_name, cfg.weights, image_size, channels, graph_layers)
         frozen = cfg.freeze if cfg.freeze is not None else cfg.weights is not None
         for layer in graph_layers:
+            layer.name = f"{BACKBONE_PREFIX}_{layer.name}"  # the contract; names are saved with the model
             layer.trainable = not frozen
         return _head(backbone.output, num_classes, cfg)
 
@@ -294,7 +332,7 @@ def _make_backbone_builder(registry_name: str, app_name: str, preprocessing: str
 
 
 for _name, (_app, _prep) in BACKBONES.items():
-    register(_name)(_make_backbone_builder(_name, _app, _prep))
+    register(_name)(_make_backbone_builder(_app, _prep))
 
 
 def _check_cnn_fits(image_size: tuple[int, int], cfg) -> None:
@@ -327,56 +365,56 @@ def create_model(model_cfg, image_size: tuple[int, int], channels: int, num_clas
     return keras.Model(inputs, outputs, name=model_cfg.name)
 
 
-@contextlib.contextmanager
-def precision_policy(precision: str = "float32"):
-    """Build models under the Keras dtype policy ``precision`` (float32, mixed_float16,
-    mixed_bfloat16), then restore the previous global policy.
+# --------------------------------------------------------------------------------------------
+# Backbones: the contract the fine-tune stage of training relies on
 
-    Layers keep the policy they were built with, and Model.compile wraps the optimizer in a
-    LossScaleOptimizer for mixed_float16, so the policy is only needed while building.
+BACKBONE_PREFIX = "backbone"
+
+
+def backbone_layers(model) -> list:
+    """The layers of ``model``'s pretrained backbone, from input to output (empty if none).
+
+    Contract for model builders: either the backbone is one nested ``keras.Model`` layer whose
+    name starts with ``"backbone"`` (its inner layers but the input are returned), or its layers are inlined
+    with names starting with ``"backbone_"``. An inlined layer may itself be a small model (ConvNeXt's
+    stem is a Sequential); a nested model named ``backbone_*`` is therefore one inlined layer.
     """
     import keras
 
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(precision)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
-
-def estimate_flops(model) -> int:
-    """Floating-point operations (2 x multiply-adds) of one forward pass on one image, counted
-    for the layers that dominate: Conv2D, SeparableConv2D, DepthwiseConv2D and Dense."""
-    total = 0
     for layer in model.layers:
-        if hasattr(layer, "layers") and layer.layers:  # a nested model or Sequential block
-            total += estimate_flops(layer)
-            continue
-        kind = layer.__class__.__name__
-        if kind not in ("Conv2D", "SeparableConv2D", "DepthwiseConv2D", "Dense"):
-            continue
-        try:
-            in_shape, out_shape = layer.input.shape, layer.output.shape
-        except (AttributeError, ValueError):
-            continue
-        out_pixels = 1
-        for dim in out_shape[1:-1]:
-            out_pixels *= int(dim or 0)
-        in_channels, out_channels = int(in_shape[-1]), int(out_shape[-1])
-        if kind == "Dense":
-            macs = out_pixels * in_channels * out_channels
-        else:
-            kernel = int(layer.kernel_size[0]) * int(layer.kernel_size[1])
-            if kind == "Conv2D":
-                macs = out_pixels * kernel * in_channels // max(1, int(getattr(layer, "groups", 1))) * out_channels
-            elif kind == "DepthwiseConv2D":
-                macs = out_pixels * kernel * out_channels
-            else:  # separable: depthwise, then a 1x1 pointwise conv
-                mid = in_channels * int(layer.depth_multiplier)
-                macs = out_pixels * (kernel * mid + mid * out_channels)
-        total += 2 * macs
-    return total
+        if _is_nested_backbone(layer):
+            return [inner for inner in layer.layers if not isinstance(inner, keras.layers.InputLayer)]
+    return [layer for layer in model.layers if layer.name.startswith(BACKBONE_PREFIX + "_")]
+
+
+def _is_nested_backbone(layer) -> bool:
+    import keras
+
+    return (
+        isinstance(layer, keras.Model)
+        and layer.name.startswith(BACKBONE_PREFIX)
+        and not layer.name.startswith(BACKBONE_PREFIX + "_")
+    )
+
+
+def unfreeze_backbone(model, top: int | str = "all") -> int:
+    """Make the top ``top`` backbone layers (or ``"all"``) trainable; returns how many layers
+    with weights became trainable. BatchNormalization layers stay frozen, as in Keras'
+    fine-tuning guide, so their statistics are not wrecked by small batches."""
+    import keras
+
+    layers = backbone_layers(model)
+    for layer in model.layers:  # a frozen container hides its layers' weights: open it first
+        if _is_nested_backbone(layer):
+            layer.trainable = True
+    chosen = layers if top == "all" else layers[max(0, len(layers) - int(top)):]
+    chosen_ids = {id(layer) for layer in chosen}
+    unfrozen = 0
+    for layer in layers:
+        trainable = id(layer) in chosen_ids and not isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = trainable
+        unfrozen += int(trainable and bool(layer.weights))
+    return unfrozen
 
 
 # --------------------------------------------------------------------------------------------
