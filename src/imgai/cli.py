@@ -349,6 +349,32 @@ def data_sample(out_dir: str, size: int, per_class: int | None, seed: int) -> No
     click.echo(f"Wrote {sum(written.values())} images to {out_dir} ({', '.join(f'{k} {v}' for k, v in written.items())}).")
 
 
+@data.command("preview", context_settings=CONTEXT)
+@click.option(
+    "-c", "--config", "configs", multiple=True, metavar="FILE",
+    help="YAML config file; repeat to merge several, later files win.",
+)
+@click.option("-o", "--output", default="augment_preview.png", show_default=True, metavar="PNG", help="Where to write the grid.")
+@click.option("-n", "--count", default=16, show_default=True, type=click.IntRange(min=1, max=256), help="How many training images to show.")
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+@_handle_errors
+def data_preview(configs: tuple[str, ...], output: str, count: int, overrides: tuple[str, ...]) -> None:
+    """Write a PNG grid of augmented training images with their labels: what the model sees.
+
+    \b
+    Uses the config's data and augment sections, e.g.
+      imgai data preview -c configs/flowers_scratch.yaml augment.rotation=0.1 -o grid.png
+    Labels mixed by MixUp / CutMix show both classes with their shares.
+    """
+    from imgai.config import load_config
+
+    config = load_config(configs, overrides)
+    _load_keras()
+    from imgai.augment import preview
+
+    preview(config, output, count=count, log=_echo)
+
+
 def main() -> None:
     cli(prog_name="imgai")
 

@@ -83,15 +83,38 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    """Which architecture to build; the parameters below apply to ``cnn``."""
+    """Which architecture to build and its settings (each says which models it applies to)."""
 
-    name: str = Field("cnn", description="Architecture from the model registry (see 'imgai config show').")
+    name: str = Field("cnn", description="Architecture from the model registry: cnn, sepresnet (from scratch), or a "
+        "keras.applications backbone: mobilenetv3small, mobilenetv3large, efficientnetv2b0, efficientnetv2b1, "
+        "efficientnetv2s, resnet50, convnexttiny.")
     filters: list[int] = Field(
-        [32, 64, 128], min_length=1, description="Conv2D filters per block; each block ends in 2x2 max-pooling."
+        [32, 64, 128], min_length=1, description="cnn only: Conv2D filters per block; each block ends in 2x2 max-pooling."
     )
-    kernel_size: int = Field(3, ge=1, description="Conv2D kernel size.")
-    dense_units: int = Field(512, ge=1, description="Units of the dense layer before the classifier.")
-    dropout: float = Field(0.5, ge=0.0, lt=1.0, description="Dropout rate before the classifier.")
+    kernel_size: int = Field(3, ge=1, description="cnn only: Conv2D kernel size.")
+    dense_units: int = Field(512, ge=1, description="cnn only: units of the dense layer before the classifier.")
+    dropout: float = Field(0.5, ge=0.0, lt=1.0, description="Dropout rate before the classifier (every model).")
+    widths: list[int] = Field(
+        [32, 64, 128, 256, 512],
+        min_length=3,
+        description="sepresnet only: stem conv width, one width per residual stage (each halves the "
+        "image), then the width of the last separable conv before pooling.",
+    )
+    depth: int = Field(2, ge=1, description="sepresnet only: separable convs in each residual stage.")
+    weights: str | None = Field(
+        "imagenet",
+        description="Backbones only: imagenet (downloaded once into Keras's cache, ~/.keras/models), "
+        "null (random init) or the path of a weights file (.h5 / .weights.h5) for the backbone.",
+    )
+    freeze: bool | None = Field(
+        None,
+        description="Backbones only: keep backbone weights fixed; null = frozen when weights are loaded "
+        "(imagenet or a file), trainable when weights is null.",
+    )
+    pooling: Literal["avg", "max"] = Field("avg", description="Backbones and sepresnet: global pooling of the last feature map.")
+    head_units: int = Field(
+        0, ge=0, description="Backbones and sepresnet: units of a hidden Dense layer in the head; 0 = none."
+    )
 
     @field_validator("name")
     @classmethod
@@ -103,6 +126,13 @@ class ModelConfig(_Section):
             raise ValueError(f"unknown model; available: {', '.join(names)}")
         return value
 
+    @field_validator("widths")
+    @classmethod
+    def _positive_widths(cls, value: list[int]) -> list[int]:
+        if any(w < 1 for w in value):
+            raise ValueError("every width must be at least 1")
+        return value
+
     @field_validator("filters")
     @classmethod
     def _positive_filters(cls, value: list[int]) -> list[int]:
@@ -111,10 +141,63 @@ class ModelConfig(_Section):
         return value
 
 
+class AugmentConfig(_Section):
+    """Random changes to training images (never to validation data, never saved in the model)."""
+
+    flip: Literal["none", "horizontal", "vertical", "horizontal_and_vertical"] = Field(
+        "none", description="RandomFlip mode."
+    )
+    rotation: float = Field(0.0, ge=0.0, le=1.0, description="RandomRotation factor: fraction of a full turn (0.1 = up to +-36 degrees).")
+    zoom: float = Field(0.0, ge=0.0, lt=1.0, description="RandomZoom factor: zoom in or out by up to this fraction.")
+    translation: float = Field(0.0, ge=0.0, le=1.0, description="RandomTranslation factor: shift by up to this fraction of height and width.")
+    shear: float = Field(0.0, ge=0.0, le=1.0, description="RandomShear factor along x and y.")
+    fill_mode: Literal["reflect", "wrap", "constant", "nearest"] = Field(
+        "reflect", description="How rotation, zoom, translation and shear fill the pixels they expose."
+    )
+    contrast: float = Field(0.0, ge=0.0, le=1.0, description="RandomContrast factor.")
+    brightness: float = Field(0.0, ge=0.0, le=1.0, description="RandomBrightness factor: shift by up to this fraction of 255.")
+    saturation: float = Field(0.0, ge=0.0, le=1.0, description="RandomSaturation factor (rgb only).")
+    hue: float = Field(0.0, ge=0.0, le=1.0, description="RandomHue factor (rgb only).")
+    crop: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="RandomCrop to this fraction of each side (1.0 = off); the model's resize layer scales "
+        "the crop back up.",
+    )
+    randaugment: int = Field(0, ge=0, description="RandAugment: number of random operations per image; 0 = off.")
+    randaugment_magnitude: float = Field(0.5, gt=0.0, le=1.0, description="RandAugment factor (strength of each operation).")
+    erasing: float = Field(0.0, ge=0.0, le=1.0, description="RandomErasing: probability of erasing a random rectangle; 0 = off.")
+    erasing_scale: tuple[float, float] = Field((0.02, 0.33), description="RandomErasing: [min, max] fraction of the image erased.")
+    mixup: float = Field(0.0, ge=0.0, description="MixUp alpha (labels are mixed too); 0 = off, 0.2 is typical.")
+    cutmix: float = Field(0.0, ge=0.0, description="CutMix factor (labels are mixed too); 0 = off, 1.0 is typical.")
+
+    @field_validator("erasing_scale")
+    @classmethod
+    def _ordered_fractions(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 < value[0] <= value[1] <= 1.0:
+            raise ValueError("needs 0 < min <= max <= 1")
+        return value
+
+    def is_active(self) -> bool:
+        """True if any augmentation is switched on."""
+        off = AugmentConfig()
+        return any(
+            getattr(self, name) != getattr(off, name)
+            for name in ("flip", "rotation", "zoom", "translation", "shear", "contrast", "brightness",
+                         "saturation", "hue", "crop", "randaugment", "erasing", "mixup", "cutmix")
+        )
+
+
 class TrainConfig(_Section):
     """How the model is fitted."""
 
     epochs: int = Field(10, ge=1, description="Passes over the training data.")
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = Field(
+        "float32",
+        description="Compute dtype policy: mixed_* compute in 16 bits with float32 weights and a float32 "
+        "softmax; mixed_float16 pays off on NVIDIA GPUs, mixed_bfloat16 on TPUs and recent CPUs/GPUs.",
+    )
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = Field("adam", description="Optimizer.")
     learning_rate: float = Field(1e-3, gt=0.0, description="Optimizer learning rate.")
     loss: Literal["categorical_crossentropy"] = Field(
@@ -261,6 +344,7 @@ class Config(_Section):
     )
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
@@ -402,7 +486,7 @@ def build_config(data: dict[str, Any]) -> Config:
     """Validate a merged dict into a :class:`Config`."""
     data = {k: v for k, v in data.items()}
     # A section written as "train:" with nothing under it is an empty section, not an error.
-    for name in ("data", "model", "train", "output", "eval"):
+    for name in ("data", "model", "augment", "train", "output", "eval"):
         if name in data and data[name] is None:
             data[name] = {}
     _check_unknown_keys(data, Config)

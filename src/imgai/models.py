@@ -8,8 +8,11 @@ Every model is built the same way by :func:`create_model`::
       -> softmax over the classes
 
 Adding an architecture is one registry entry: a function ``(inputs, num_classes, model_cfg) ->
-outputs`` decorated with ``@register("name")``. Because the resize and the normalisation are
-layers, train, eval and predict can never preprocess differently, and the saved file works in a
+outputs`` decorated with ``@register("name")``. Registered: ``cnn`` (the classic Keras CNN),
+``sepresnet`` (a small residual separable-conv net for training from scratch) and the
+keras.applications backbones in :data:`BACKBONES`, whose layers :func:`backbone_layers` finds.
+Every model ends in :func:`classifier`, a float32 softmax. Because the resize and the normalisation
+are layers, train, eval and predict can never preprocess differently, and the saved file works in a
 plain Python with Keras alone.
 
 Saved files are ordinary ``.keras`` archives with one extra member, ``imgai.json`` (class names,
@@ -18,6 +21,7 @@ image size, colour mode), which ``keras.saving.load_model`` ignores.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
@@ -59,7 +63,276 @@ def classic_cnn(inputs, num_classes: int, cfg):
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(cfg.dense_units, activation="relu", name="dense")(x)
     x = layers.Dropout(cfg.dropout, name="dropout")(x)
-    return layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return classifier(x, num_classes)
+
+
+def classifier(x, num_classes: int):
+    """The softmax layer every model ends in. Kept in float32 under mixed precision, so the
+    probabilities and the loss do not lose precision (Keras's mixed-precision guidance)."""
+    from keras import layers
+
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+
+
+@register("sepresnet")
+def separable_resnet(inputs, num_classes: int, cfg):
+    """A small residual net of separable convolutions, after the keras-io example "Image
+    classification from scratch" (an Xception-like design).
+
+    Stem: Conv2D(widths[0], 3, stride 2) + BatchNorm + ReLU. Then one stage per width in
+    widths[1:-1]: ``depth`` x (ReLU, SeparableConv2D 3x3, BatchNorm), 3x3 max-pool with stride 2,
+    plus a strided 1x1 Conv2D shortcut added to it. Then SeparableConv2D(widths[-1]) + BatchNorm +
+    ReLU, global pooling, an optional hidden Dense(head_units), dropout and the softmax.
+    Separable convolutions cost about 1/9 of a full 3x3 convolution, so the net can be wider and
+    deeper than the classic CNN at a fraction of its FLOPs.
+    """
+    from keras import layers
+
+    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    x = layers.Conv2D(cfg.widths[0], 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.Activation("relu", name="stem_relu")(x)
+    shortcut = x
+    for stage, width in enumerate(cfg.widths[1:-1], start=1):
+        for i in range(1, cfg.depth + 1):
+            x = layers.Activation("relu", name=f"stage{stage}_relu{i}")(x)
+            x = layers.SeparableConv2D(width, 3, padding="same", use_bias=False, name=f"stage{stage}_sepconv{i}")(x)
+            x = layers.BatchNormalization(name=f"stage{stage}_bn{i}")(x)
+        x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"stage{stage}_pool")(x)
+        residual = layers.Conv2D(width, 1, strides=2, padding="same", name=f"stage{stage}_shortcut")(shortcut)
+        x = layers.Add(name=f"stage{stage}_add")([x, residual])
+        shortcut = x
+    x = layers.SeparableConv2D(cfg.widths[-1], 3, padding="same", use_bias=False, name="top_sepconv")(x)
+    x = layers.BatchNormalization(name="top_bn")(x)
+    x = layers.Activation("relu", name="top_relu")(x)
+    return _head(x, num_classes, cfg)
+
+
+def _head(x, num_classes: int, cfg):
+    """Global pooling, an optional hidden Dense layer, dropout and the softmax; layers named head_*."""
+    from keras import layers
+
+    pool = layers.GlobalAveragePooling2D if cfg.pooling == "avg" else layers.GlobalMaxPooling2D
+    x = pool(name="head_pool")(x)
+    if cfg.head_units:
+        x = layers.Dense(cfg.head_units, activation="relu", name="head_dense")(x)
+    if cfg.dropout:
+        x = layers.Dropout(cfg.dropout, name="head_dropout")(x)
+    return classifier(x, num_classes)
+
+
+@contextlib.contextmanager
+def precision_policy(precision: str = "float32"):
+    """Build models under the Keras dtype policy ``precision`` (float32, mixed_float16,
+    mixed_bfloat16), then restore the previous global policy.
+
+    Layers keep the policy they were built with, and Model.compile wraps the optimizer in a
+    LossScaleOptimizer for mixed_float16, so the policy is only needed while building.
+    """
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def estimate_flops(model) -> int:
+    """Floating-point operations (2 x multiply-adds) of one forward pass on one image, counted
+    for the layers that dominate: Conv2D, SeparableConv2D, DepthwiseConv2D and Dense."""
+    total = 0
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers:  # a nested model or Sequential block
+            total += estimate_flops(layer)
+            continue
+        kind = layer.__class__.__name__
+        if kind not in ("Conv2D", "SeparableConv2D", "DepthwiseConv2D", "Dense"):
+            continue
+        try:
+            in_shape, out_shape = layer.input.shape, layer.output.shape
+        except (AttributeError, ValueError):
+            continue
+        out_pixels = 1
+        for dim in out_shape[1:-1]:
+            out_pixels *= int(dim or 0)
+        in_channels, out_channels = int(in_shape[-1]), int(out_shape[-1])
+        if kind == "Dense":
+            macs = out_pixels * in_channels * out_channels
+        else:
+            kernel = int(layer.kernel_size[0]) * int(layer.kernel_size[1])
+            if kind == "Conv2D":
+                macs = out_pixels * kernel * in_channels // max(1, int(getattr(layer, "groups", 1))) * out_channels
+            elif kind == "DepthwiseConv2D":
+                macs = out_pixels * kernel * out_channels
+            else:  # separable: depthwise, then a 1x1 pointwise conv
+                mid = in_channels * int(layer.depth_multiplier)
+                macs = out_pixels * (kernel * mid + mid * out_channels)
+        total += 2 * macs
+    return total
+
+
+# --------------------------------------------------------------------------------------------
+# Pretrained backbones from keras.applications
+#
+# A backbone model is one flat functional graph (the application is built on the resized input
+# tensor with ``input_tensor=``, not nested), so every backbone layer is a layer of the model
+# (Grad-CAM reaches its last conv):
+#
+#   image -> resize -> [preprocess_*] -> backbone_<the application's layers> -> head_* -> predictions
+#
+# Following the backbone contract above, the application's layers are renamed with the
+# ``backbone_`` prefix, so :func:`backbone_layers` and :func:`unfreeze_backbone` find them, in
+# files loaded from disk too.
+
+# registry name -> (keras.applications class, preprocessing). "own" = the application's
+# include_preprocessing (Rescaling / Normalization layers); "caffe" = ResNet's RGB->BGR and
+# ImageNet mean subtraction, done by a fixed, non-trainable Dense layer on the channel axis.
+BACKBONES = {
+    "mobilenetv3small": ("MobileNetV3Small", "own"),
+    "mobilenetv3large": ("MobileNetV3Large", "own"),
+    "efficientnetv2b0": ("EfficientNetV2B0", "own"),
+    "efficientnetv2b1": ("EfficientNetV2B1", "own"),
+    "efficientnetv2s": ("EfficientNetV2S", "own"),
+    "resnet50": ("ResNet50", "caffe"),
+    "convnexttiny": ("ConvNeXtTiny", "own"),
+}
+IMGAI_LAYER_NAMES = ("image", "resize")
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+def _application_layers(app) -> list:
+    """The layers the application added on top of imgai's input, resize and preprocess_* layers."""
+    return [
+        layer
+        for layer in app.layers
+        if layer.__class__.__name__ != "InputLayer"
+        and layer.name not in IMGAI_LAYER_NAMES
+        and not layer.name.startswith("preprocess_")
+    ]
+
+
+def _caffe_preprocess(x, channels: int):
+    """RGB [0, 255] -> BGR minus the ImageNet mean, as keras.applications.resnet.preprocess_input."""
+    import numpy as np
+    from keras import layers
+
+    if channels != 3:
+        return x
+    dense = layers.Dense(3, dtype="float32", trainable=False, name="preprocess_caffe")
+    out = dense(x)
+    swap = np.eye(3, dtype="float32")[::-1]  # RGB -> BGR
+    dense.set_weights([swap, -np.asarray(CAFFE_MEAN_BGR, dtype="float32")])
+    return out
+
+
+@contextlib.contextmanager
+def _explain_download_failure(app_name: str):
+    """Turn a failed ImageNet-weights download into one line naming the file and where it goes."""
+    from keras.src.utils import file_utils  # the applications call file_utils.get_file
+
+    real_get_file = file_utils.get_file
+    asked: dict = {}
+
+    def recording_get_file(fname=None, origin=None, *args, **kwargs):
+        asked.update(fname=fname, origin=origin, cache_subdir=kwargs.get("cache_subdir", "datasets"))
+        return real_get_file(fname, origin, *args, **kwargs)
+
+    file_utils.get_file = recording_get_file
+    try:
+        yield
+    except Exception as exc:
+        if not asked:
+            raise
+        from keras.src.backend.config import keras_home
+
+        home = os.path.expanduser(keras_home())
+        if not os.access(home, os.W_OK):
+            home = os.path.join("/tmp", ".keras")  # where get_file falls back to, as it does
+        target = Path(home) / asked["cache_subdir"] / asked["fname"]
+        reason = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:160]
+        raise ImgaiError(
+            f"could not get the ImageNet weights of {app_name} ({reason}): download {asked['origin']} "
+            f"and place it at {target}, or set model.weights=PATH_TO_FILE or model.weights=null"
+        ) from None
+    finally:
+        file_utils.get_file = real_get_file
+
+
+def _load_backbone_weights(app, app_name: str, weights: str, image_size, channels: int, graph_layers: list) -> None:
+    """Build the application on its own with ``weights`` (ImageNet through Keras's cache, or a
+    file), then copy them layer by layer into the same layers of the imgai graph."""
+    if weights != "imagenet":
+        if not Path(weights).expanduser().is_file():
+            raise ImgaiError(f"backbone weights file '{weights}' not found: set model.weights=imagenet, null or an existing file")
+        weights = str(Path(weights).expanduser())
+    elif channels != 3:
+        raise ImgaiError("ImageNet weights need colour images: set data.color_mode=rgb or model.weights=null")
+    kwargs = _app_kwargs(app_name)
+    with warnings.catch_warnings(), _explain_download_failure(app_name):
+        warnings.simplefilter("ignore")  # e.g. MobileNetV3's "weights for 224x224 will be loaded"
+        try:
+            source = app(include_top=False, weights=weights, input_shape=(image_size[0], image_size[1], channels), **kwargs)
+        except (ValueError, OSError, KeyError) as exc:
+            if weights == "imagenet":
+                raise
+            first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
+            raise ImgaiError(
+                f"could not load backbone weights from '{weights}' ({first}): it must be a weights file of "
+                f"{app_name} without its classifier top (include_top=False)"
+            ) from None
+    source_layers = [layer for layer in source.layers if layer.weights]
+    target_layers = [layer for layer in graph_layers if layer.weights]
+    shapes = lambda group: [[tuple(w.shape) for w in layer.weights] for layer in group]  # noqa: E731
+    if shapes(source_layers) != shapes(target_layers):
+        raise ImgaiError(f"the weights of {app_name} do not fit the backbone built for this config")
+    for src, dst in zip(source_layers, target_layers):
+        dst.set_weights(src.get_weights())
+
+
+def _app_kwargs(app_name: str) -> dict:
+    import inspect
+
+    import keras
+
+    app = getattr(keras.applications, app_name)
+    return {"include_preprocessing": True} if "include_preprocessing" in inspect.signature(app).parameters else {}
+
+
+def _make_backbone_builder(app_name: str, preprocessing: str):
+    def build(inputs, num_classes: int, cfg):
+        import keras
+
+        app = getattr(keras.applications, app_name)
+        image_size = tuple(int(d) for d in inputs.shape[1:3])
+        channels = int(inputs.shape[-1])
+        x = _caffe_preprocess(inputs, channels) if preprocessing == "caffe" else inputs
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                backbone = app(include_top=False, weights=None, input_tensor=x, **_app_kwargs(app_name))
+            except ValueError as exc:
+                first = (str(exc).strip().splitlines() or ["invalid input"])[0][:200]
+                raise ImgaiError(f"cannot build {app_name} for images of {list(image_size)} x {channels} channels ({first})") from None
+        graph_layers = _application_layers(backbone)
+        if cfg.weights is not None:
+            _load_backbone_weights(app, app_name, cfg.weights, image_size, channels, graph_layers)
+        frozen = cfg.freeze if cfg.freeze is not None else cfg.weights is not None
+        for layer in graph_layers:
+            layer.name = f"{BACKBONE_PREFIX}_{layer.name}"  # the contract; names are saved with the model
+            layer.trainable = not frozen
+        return _head(backbone.output, num_classes, cfg)
+
+    build.__doc__ = (
+        f"keras.applications.{app_name} without its top, with its own preprocessing inside the model "
+        f"and imgai's head (pooling, optional Dense, dropout, softmax)."
+    )
+    return build
+
+
+for _name, (_app, _prep) in BACKBONES.items():
+    register(_name)(_make_backbone_builder(_app, _prep))
 
 
 def _check_cnn_fits(image_size: tuple[int, int], cfg) -> None:
@@ -103,14 +376,25 @@ def backbone_layers(model) -> list:
 
     Contract for model builders: either the backbone is one nested ``keras.Model`` layer whose
     name starts with ``"backbone"`` (its inner layers but the input are returned), or its layers are inlined
-    with names starting with ``"backbone_"``.
+    with names starting with ``"backbone_"``. An inlined layer may itself be a small model (ConvNeXt's
+    stem is a Sequential); a nested model named ``backbone_*`` is therefore one inlined layer.
     """
     import keras
 
     for layer in model.layers:
-        if isinstance(layer, keras.Model) and layer.name.startswith(BACKBONE_PREFIX):
+        if _is_nested_backbone(layer):
             return [inner for inner in layer.layers if not isinstance(inner, keras.layers.InputLayer)]
     return [layer for layer in model.layers if layer.name.startswith(BACKBONE_PREFIX + "_")]
+
+
+def _is_nested_backbone(layer) -> bool:
+    import keras
+
+    return (
+        isinstance(layer, keras.Model)
+        and layer.name.startswith(BACKBONE_PREFIX)
+        and not layer.name.startswith(BACKBONE_PREFIX + "_")
+    )
 
 
 def unfreeze_backbone(model, top: int | str = "all") -> int:
@@ -121,7 +405,7 @@ def unfreeze_backbone(model, top: int | str = "all") -> int:
 
     layers = backbone_layers(model)
     for layer in model.layers:  # a frozen container hides its layers' weights: open it first
-        if isinstance(layer, keras.Model) and layer.name.startswith(BACKBONE_PREFIX):
+        if _is_nested_backbone(layer):
             layer.trainable = True
     chosen = layers if top == "all" else layers[max(0, len(layers) - int(top)):]
     chosen_ids = {id(layer) for layer in chosen}
@@ -137,12 +421,8 @@ def unfreeze_backbone(model, top: int | str = "all") -> int:
 # Saving and loading
 
 
-def save_model(model, path: str | Path, metadata: dict[str, Any], extra_members: dict[str, str] | None = None) -> None:
-    """Save ``model`` to ``path`` atomically, with imgai's metadata inside the archive.
-
-    ``extra_members`` (name -> text) are written into the same archive, so they can never
-    disagree with the weights (training stores its resume state this way).
-    """
+def save_model(model, path: str | Path, metadata: dict[str, Any]) -> None:
+    """Save ``model`` to ``path`` atomically, with imgai's metadata inside the archive."""
     from imgai.runs import temporary_sibling
 
     path = Path(path)
@@ -151,8 +431,6 @@ def save_model(model, path: str | Path, metadata: dict[str, Any], extra_members:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(METADATA_MEMBER, json.dumps(metadata, indent=2))
-            for name, text in (extra_members or {}).items():
-                archive.writestr(name, text)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

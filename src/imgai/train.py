@@ -385,14 +385,16 @@ def _fit(config: Config, splits: Splits, run_dir: Path, state, log: Callable[[st
 
     import keras
 
-    from imgai.models import backbone_layers, create_model
+    from imgai.augment import augment_batches, describe
+    from imgai.models import backbone_layers, create_model, estimate_flops, precision_policy
     from imgai.optim import class_weights, describe_class_weights, describe_optimization
 
     resuming = state is not None
     state = state or TrainState()
     _seed_everything(config, log)
     channels = 3 if config.data.color_mode == "rgb" else 1
-    model = create_model(config.model, config.data.image_size, channels, len(class_names), config.data.interpolation)
+    with precision_policy(train_cfg.precision):
+        model = create_model(config.model, config.data.image_size, channels, len(class_names), config.data.interpolation)
     stages = [s for s in _stages(config) if s[2] > state.epoch]
     if train_cfg.fine_tune_after is not None and not backbone_layers(model):
         raise ImgaiError(
@@ -415,7 +417,10 @@ def _fit(config: Config, splits: Splits, run_dir: Path, state, log: Callable[[st
         model.optimizer.build(model.trainable_variables)
         model.load_weights(run_dir / LAST_MODEL)
         restore_rng(model, state.rng)
-    log(f"Model '{config.model.name}': {model.count_params():,} parameters.")
+    log(
+        f"Model '{config.model.name}': {model.count_params():,} parameters, "
+        f"{estimate_flops(model) / 1e6:,.0f} MFLOPs per image, precision {train_cfg.precision}."
+    )
     log(f"Optimizer: {describe_optimization(train_cfg, peak)}.")
 
     weights = class_weights(train_cfg.class_weight, train_images.labels, class_names)
@@ -426,6 +431,9 @@ def _fit(config: Config, splits: Splits, run_dir: Path, state, log: Callable[[st
     num_classes = len(class_names)
     batch = config.data.batch_size
     train_batches = make_batches(train_images, num_classes, batch, shuffle=config.data.shuffle, seed=config.seed, epoch=state.epoch)
+    # Augmentation is its own compiled step on each training batch, never part of the model.
+    train_batches = augment_batches(train_batches, config.augment, config.data.image_size, channels, config.seed, epoch=state.epoch)
+    log(f"Augmentation: {describe(config.augment)}.")
     val_batches = make_batches(val_images, num_classes, batch) if val_images is not None and len(val_images) else None
     lr_control = _make_learning_rate_control(train_cfg, len(train_batches), state, train_batches)
     callbacks = [

@@ -1,0 +1,320 @@
+"""Augmentation: random changes to training batches, as a compiled step of their own.
+
+The ``augment`` config section maps onto Keras 3 preprocessing layers (RandomFlip, RandomRotation,
+RandomZoom, RandomTranslation, RandomShear, RandomContrast, RandomBrightness, RandomSaturation,
+RandomHue, RandomCrop, RandAugment, RandomErasing, MixUp, CutMix). They are applied to each
+``(images, one-hot labels)`` training batch *outside* the model, for two reasons:
+
+* the saved model must not carry training-only layers, and
+* in Keras 3.15 RandomRotation / RandomZoom / RandomTranslation / RandomCrop / RandomShear set
+  ``supports_jit = False``, so a model containing one of them is trained without XLA (measured in
+  the issue: 22 s instead of 1.4 s per flowers epoch on a GPU). On their own the same layers
+  compile fine.
+
+So :class:`Augmenter` runs the layers as one pure function of (seeds, images, labels), compiled
+with ``jax.jit`` on JAX and ``tf.function`` on TensorFlow (eager on PyTorch); it needs no TensorFlow
+on the JAX backend. The layers' random state is not carried from batch to batch: the seeds of batch
+``i`` of epoch ``e`` are derived from ``(seed, e, i)``, so every epoch sees new random changes, a
+run is reproducible from its seed, and a resumed run continues with the same changes it would have
+had without the interruption.
+
+:func:`augment_batches` is the hook where batches are produced: it wraps any
+``keras.utils.PyDataset`` of ``(x, y)`` batches and returns it unchanged when nothing is switched on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgai.errors import ImgaiError
+
+# Names of the switches in the augment section, in the order their layers are applied: geometry
+# first, then colour, then erasing, then the label-mixing layers last.
+VALUE_RANGE = (0.0, 255.0)  # batches hold float pixels in [0, 255]
+
+
+def build_layers(aug, image_size: tuple[int, int], channels: int, seed: int) -> list:
+    """The Keras layers for an ``augment`` config section, in the order they are applied.
+
+    Every layer computes in float32 whatever the global precision policy is, and gets its own
+    seed, derived from ``seed``.
+    """
+    from keras import layers
+
+    seeds = iter(range(seed * 101 + 1, seed * 101 + 100))
+    common = {"dtype": "float32"}
+    out: list = []
+    if aug.crop < 1.0:
+        height = max(1, int(round(image_size[0] * aug.crop)))
+        width = max(1, int(round(image_size[1] * aug.crop)))
+        out.append(layers.RandomCrop(height, width, seed=next(seeds), name="crop", **common))
+    if aug.flip != "none":
+        out.append(layers.RandomFlip(aug.flip, seed=next(seeds), name="flip", **common))
+    geometry = {"fill_mode": aug.fill_mode, **common}
+    if aug.rotation:
+        out.append(layers.RandomRotation(aug.rotation, seed=next(seeds), name="rotation", **geometry))
+    if aug.zoom:
+        out.append(layers.RandomZoom(aug.zoom, seed=next(seeds), name="zoom", **geometry))
+    if aug.translation:
+        out.append(layers.RandomTranslation(aug.translation, aug.translation, seed=next(seeds), name="translation", **geometry))
+    if aug.shear:
+        out.append(layers.RandomShear(aug.shear, aug.shear, seed=next(seeds), name="shear", **geometry))
+    if aug.contrast:
+        out.append(layers.RandomContrast(aug.contrast, value_range=VALUE_RANGE, seed=next(seeds), name="contrast", **common))
+    if aug.brightness:
+        out.append(layers.RandomBrightness(aug.brightness, value_range=VALUE_RANGE, seed=next(seeds), name="brightness", **common))
+    colour_only = [name for name in ("saturation", "hue") if getattr(aug, name)]
+    if colour_only and channels != 3:
+        raise ImgaiError(f"augment.{colour_only[0]} needs colour images: set it to 0 or data.color_mode=rgb")
+    if aug.saturation:
+        out.append(layers.RandomSaturation(aug.saturation, value_range=VALUE_RANGE, seed=next(seeds), name="saturation", **common))
+    if aug.hue:
+        out.append(layers.RandomHue(aug.hue, value_range=VALUE_RANGE, seed=next(seeds), name="hue", **common))
+    if aug.randaugment:
+        if channels != 3:
+            raise ImgaiError("augment.randaugment needs colour images: set it to 0 or data.color_mode=rgb")
+        out.append(
+            layers.RandAugment(
+                value_range=VALUE_RANGE, num_ops=aug.randaugment, factor=aug.randaugment_magnitude,
+                seed=next(seeds), name="randaugment", **common,
+            )
+        )
+    if aug.erasing:
+        out.append(
+            layers.RandomErasing(
+                factor=aug.erasing, scale=tuple(aug.erasing_scale), value_range=VALUE_RANGE,
+                seed=next(seeds), name="erasing", **common,
+            )
+        )
+    if aug.mixup:
+        out.append(layers.MixUp(alpha=aug.mixup, seed=next(seeds), name="mixup", **common))
+    if aug.cutmix:
+        out.append(layers.CutMix(factor=aug.cutmix, seed=next(seeds), name="cutmix", **common))
+    return out
+
+
+def batch_seed(seed: int, epoch: int, index: int, count: int) -> np.ndarray:
+    """``count`` independent 31-bit seeds for batch ``index`` of ``epoch``, from ``seed`` alone."""
+    words = np.random.SeedSequence([seed & 0xFFFFFFFF, epoch, index]).generate_state(count, dtype=np.uint32)
+    return (words >> 1).astype(np.int64)  # 31 bits: valid for every backend's seed dtype
+
+
+class Augmenter:
+    """Applies the augmentation layers to ``(images, labels)`` batches in one compiled step.
+
+    ``augmenter(x, y, epoch, index)`` returns numpy arrays: float32 images (smaller when
+    ``augment.crop`` < 1; the model's resize layer scales them back) and float32 labels (mixed
+    by MixUp / CutMix, one-hot otherwise).
+    """
+
+    def __init__(self, aug, image_size: tuple[int, int], channels: int, seed: int):
+        import keras
+
+        self.seed = seed
+        self.layers = build_layers(aug, image_size, channels, seed)
+        # RandomCrop slices at a random offset, which jax.jit cannot trace; it comes first, so on
+        # JAX it runs eagerly before the compiled step (it is cheap: one slice per batch).
+        backend = keras.backend.backend()
+        eager = 1 if backend == "jax" and self.layers and self.layers[0].name == "crop" else 0
+        self.eager_layers, self.compiled_layers = self.layers[:eager], self.layers[eager:]
+        # Build every layer once, eagerly, so their variables exist before compiling.
+        probe = np.zeros((2, image_size[0], image_size[1], channels), dtype=np.float32)
+        self._apply(self.layers, probe, np.eye(2, dtype=np.float32))
+        self.state = [v for layer in self.layers for v in layer.variables]  # the seed generators
+        self._dtypes = [keras.backend.standardize_dtype(v.dtype) for v in self.state]
+        self._step = self._compile(backend)
+
+    def __bool__(self) -> bool:
+        return bool(self.layers)
+
+    @staticmethod
+    def _apply(layers, images, labels):
+        data = {"images": images, "labels": labels}
+        for layer in layers:
+            data = layer(data, training=True)
+        return data["images"], data["labels"]
+
+    def _stateless(self, layers, state_values, images, labels):
+        import keras
+
+        with keras.StatelessScope(state_mapping=list(zip(self.state, state_values))):
+            return self._apply(layers, images, labels)
+
+    def _compile(self, backend: str):
+        def compiled_part(state_values, images, labels):
+            return self._stateless(self.compiled_layers, state_values, images, labels)
+
+        if backend == "jax":
+            import jax
+
+            compiled_part = jax.jit(compiled_part)
+        elif backend == "tensorflow":
+            import tensorflow as tf
+
+            compiled_part = tf.function(compiled_part, reduce_retracing=True)
+        # torch / numpy: eager
+
+        def step(state_values, images, labels):
+            if self.eager_layers:
+                images, labels = self._stateless(self.eager_layers, state_values, images, labels)
+            return compiled_part(state_values, images, labels)
+
+        return step
+
+    def _state_values(self, epoch: int, index: int) -> list:
+        import keras
+
+        seeds = batch_seed(self.seed, epoch, index, len(self.state))
+        # A SeedGenerator's state is [seed, counter]; a fresh [seed, 0] per batch makes the draws of
+        # batch (epoch, index) independent of what ran before.
+        return [
+            keras.ops.convert_to_tensor(np.array([s, 0]), dtype=dtype) for s, dtype in zip(seeds, self._dtypes)
+        ]
+
+    def __call__(self, images, labels, epoch: int = 0, index: int = 0):
+        import keras
+
+        if not self.layers:
+            return images, labels
+        # Sources may hand out uint8 pixels; the layers work on float32 in [0, 255].
+        x, y = self._step(
+            self._state_values(epoch, index), np.asarray(images, dtype=np.float32), np.asarray(labels, dtype=np.float32)
+        )
+        return keras.ops.convert_to_numpy(x), keras.ops.convert_to_numpy(y)
+
+
+def _make_augmented_batches():
+    import keras
+
+    class AugmentedBatches(keras.utils.PyDataset):
+        """Wraps a PyDataset of ``(x, y)`` batches and augments each batch it hands out.
+
+        ``epoch`` counts finished epochs (advanced by ``on_epoch_end``); set it to resume at a
+        later epoch with the same random changes an uninterrupted run would have seen.
+        """
+
+        def __init__(self, source, augmenter: Augmenter, epoch: int = 0):
+            # Same worker settings as the source, but threads only: a compiled step cannot be forked.
+            super().__init__(
+                workers=getattr(source, "workers", 1) or 1,
+                use_multiprocessing=False,
+                max_queue_size=getattr(source, "max_queue_size", 10),
+            )
+            self.source = source
+            self.augmenter = augmenter
+            self.epoch = epoch
+
+        def __len__(self) -> int:
+            return len(self.source)
+
+        def __getitem__(self, index: int):
+            x, y = self.source[index][:2]
+            return self.augmenter(x, y, self.epoch, index)
+
+        def set_epoch(self, epoch: int) -> None:
+            """Serve epoch ``epoch`` (counted from 0): its random changes, and its order if the
+            source has ``set_epoch`` too."""
+            self.epoch = epoch
+            if hasattr(self.source, "set_epoch"):
+                self.source.set_epoch(epoch)
+
+        def on_epoch_end(self) -> None:
+            self.epoch += 1
+            self.source.on_epoch_end()
+
+    return AugmentedBatches
+
+
+def augment_batches(source, aug, image_size: tuple[int, int], channels: int, seed: int, epoch: int = 0):
+    """``source`` with augmentation applied to every batch, or ``source`` itself when ``aug`` is off."""
+    if not aug.is_active():
+        return source
+    return _make_augmented_batches()(source, Augmenter(aug, image_size, channels, seed), epoch)
+
+
+def describe(aug) -> str:
+    """One line naming the active augmentations, for the training log."""
+    if not aug.is_active():
+        return "none"
+    from imgai.config import AugmentConfig
+
+    off = AugmentConfig()
+    parts = []
+    for name in AugmentConfig.model_fields:
+        value = getattr(aug, name)
+        if value != getattr(off, name):
+            parts.append(f"{name}={list(value) if isinstance(value, tuple) else value}")
+    return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# Preview
+
+
+def _label_text(label: np.ndarray, class_names: list[str]) -> str:
+    """The class name, or the two largest shares when MixUp / CutMix blended two labels."""
+    order = np.argsort(label)[::-1]
+    if label[order[0]] >= 0.999:
+        return class_names[order[0]]
+    return " / ".join(f"{class_names[i]} {label[i]:.2f}" for i in order[:2] if label[i] > 0.005)
+
+
+def preview(config, output: str | Path, count: int = 16, log=print) -> Path:
+    """Write a PNG grid of ``count`` augmented training images with their labels.
+
+    The images are the first ``count`` of the shuffled training split, augmented exactly as the
+    first training batch of epoch 1 would be.
+    """
+    from imgai.data import load_images, resolve_splits
+    from imgai.runs import temporary_sibling
+
+    output = Path(output)
+    if output.suffix.lower() != ".png":
+        raise ImgaiError(f"preview output '{output}' must be a .png file")
+    if not output.parent.is_dir():
+        raise ImgaiError(f"folder '{output.parent}' for the preview does not exist: create it or choose another --output")
+    splits = resolve_splits(config.data, config.seed)
+    order = np.random.default_rng(config.seed).permutation(len(splits.train))[:count]
+    decoded = load_images(
+        splits.train.subset(order), config.data.image_size, config.data.color_mode,
+        config.data.interpolation, config.data.workers, "decoding preview images",
+    )
+    if len(decoded) == 0:
+        raise ImgaiError(f"none of the {len(order)} picked training images could be read")
+    class_names = splits.class_names
+    channels = decoded.images.shape[-1]
+    labels = np.eye(len(class_names), dtype=np.float32)[decoded.labels]
+    images = decoded.images.astype(np.float32)
+    augmenter = Augmenter(config.augment, config.data.image_size, channels, config.seed)
+    images, labels = augmenter(images, labels, 0, 0)
+    log(f"Augmentation: {describe(config.augment)}")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.6 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, label in zip(axes.flat, images, labels):
+        pixels = np.clip(image, 0, 255).astype(np.uint8)
+        ax.imshow(pixels[..., 0] if channels == 1 else pixels, cmap="gray" if channels == 1 else None)
+        ax.set_title(_label_text(label, class_names), fontsize=8)
+    fig.suptitle(f"augmented training samples — {describe(config.augment)}", fontsize=9, wrap=True)
+    fig.tight_layout()
+    tmp = temporary_sibling(output, suffix=".png")
+    try:
+        fig.savefig(tmp, dpi=100)
+        tmp.replace(output)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    log(f"Wrote {n} augmented samples to {output}")
+    return output
