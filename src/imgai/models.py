@@ -421,8 +421,12 @@ def unfreeze_backbone(model, top: int | str = "all") -> int:
 # Saving and loading
 
 
-def save_model(model, path: str | Path, metadata: dict[str, Any]) -> None:
-    """Save ``model`` to ``path`` atomically, with imgai's metadata inside the archive."""
+def save_model(model, path: str | Path, metadata: dict[str, Any], extra_members: dict[str, str] | None = None) -> None:
+    """Save ``model`` to ``path`` atomically, with imgai's metadata inside the archive.
+
+    ``extra_members`` (name -> text) are written into the same archive, so they can never
+    disagree with the weights (training stores its resume state this way).
+    """
     from imgai.runs import temporary_sibling
 
     path = Path(path)
@@ -431,6 +435,8 @@ def save_model(model, path: str | Path, metadata: dict[str, Any]) -> None:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(METADATA_MEMBER, json.dumps(metadata, indent=2))
+            for name, text in (extra_members or {}).items():
+                archive.writestr(name, text)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
