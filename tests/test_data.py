@@ -200,19 +200,6 @@ def test_a_resumed_run_gets_the_same_epoch_order(flat_dataset):
     assert not np.array_equal(resumed._order, make_batches(decoded, 3, batch_size=8, shuffle=True, seed=5)._order)
 
 
-def test_a_resumed_run_gets_the_same_epoch_order(flat_dataset):
-    pytest.importorskip("keras")
-    from imgai.data import make_batches
-
-    decoded = load_images(scan_folder(flat_dataset), (32, 32))
-    running = make_batches(decoded, 3, batch_size=8, shuffle=True, seed=5)
-    running.on_epoch_end()
-    running.on_epoch_end()
-    resumed = make_batches(decoded, 3, batch_size=8, shuffle=True, seed=5, epoch=2)
-    assert np.array_equal(running._order, resumed._order)
-    assert not np.array_equal(resumed._order, make_batches(decoded, 3, batch_size=8, shuffle=True, seed=5)._order)
-
-
 def test_iter_image_files_filters_extensions(tmp_path):
     for name in ("a.JPG", "b.jpeg", "c.png", "d.gif", "e.bmp", "f.txt", "g.tiff"):
         (tmp_path / name).write_bytes(b"")
