@@ -238,3 +238,31 @@ def test_data_sample_command(tmp_path):
     assert len(list((tmp_path / "s" / "train" / "circle").glob("*.jpg"))) == 4
     again = run_imgai("data", "sample", str(tmp_path / "s"), cwd=tmp_path)
     assert again.returncode == 2 and "not empty" in again.stderr
+
+
+def test_a_model_error_before_the_first_epoch_leaves_no_run_folder(tmp_path, split_dataset):
+    result = run_imgai(
+        "train", f"data.root={split_dataset}", "model.filters=[8,8,8,8,8]", "data.image_size=[32,32]", "--name", "small", cwd=tmp_path
+    )
+    assert result.returncode == 2 and no_traceback(result)
+    assert "too small" in result.stderr
+    assert not (tmp_path / "runs" / "small").exists()
+
+
+def test_backbone_from_a_weights_file_with_fine_tune_stage_end_to_end(tmp_path, split_dataset):
+    keras = pytest.importorskip("keras")
+    weights = tmp_path / "mnv3s.weights.h5"
+    keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(weights)
+    result = run_imgai(
+        "train", f"data.root={split_dataset}", "model.name=mobilenetv3small", f"model.weights={weights}",
+        "data.image_size=[32,32]", "data.batch_size=12", "train.epochs=2", "train.fine_tune_after=1", "--name", "bb",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "Fine-tune stage from epoch 2" in result.stdout
+    history = list(csv.DictReader((tmp_path / "runs" / "bb" / "history.csv").open()))
+    assert [row["epoch"] for row in history] == ["1", "2"]
+    assert float(history[1]["learning_rate"]) < float(history[0]["learning_rate"])  # lower rate when fine-tuning
+    predicted = run_imgai("predict", str(split_dataset / "test" / "circle"), "--format", "json", cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr
+    assert len(json.loads(predicted.stdout)) == 4

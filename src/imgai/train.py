@@ -11,6 +11,7 @@ that :func:`resume` can reconcile.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -308,7 +309,14 @@ def train(config: Config, name: str | None = None, log: Callable[[str], None] = 
     atomic_write_text(run_dir / CONFIG_FILE, dump_config(_resolved_for_saving(config)))
     atomic_write_text(run_dir / CLASSES_FILE, "".join(f"{c}\n" for c in splits.class_names))
     log(f"Run folder: {run_dir}")
-    return _fit(config, splits, run_dir, None, log)
+    try:
+        return _fit(config, splits, run_dir, None, log)
+    except ImgaiError:
+        # A mistake found before the first checkpoint (a missing weights file, an image size the
+        # model cannot take, ...) leaves no half-made run folder behind to be mistaken for a run.
+        if not (run_dir / LAST_MODEL).exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def resume(run: str | Path, overrides: list[str] | tuple = (), runs_dir: str | Path = "runs", log: Callable[[str], None] = print) -> TrainResult:
