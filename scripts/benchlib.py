@@ -20,6 +20,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+# Benchmarks print figures for people: keep the frameworks' start-up log lines out of them.
+from imgai.quiet import import_keras, silence_frameworks  # noqa: E402
+
+silence_frameworks()
+import_keras()  # loaded here with its start-up lines parked, before any benchmark imports it
+
 
 def make_jpegs(out_dir: str | Path, count: int, width: int = 400, height: int = 300, classes: int = 5, seed: int = 0) -> Path:
     """``count`` photo-like JPEGs (smooth colour fields plus noise) in ``classes`` class folders.
