@@ -25,7 +25,6 @@ had without the interruption.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -269,7 +268,7 @@ def preview(config, output: str | Path, count: int = 16, log=print) -> Path:
     first training batch of epoch 1 would be.
     """
     from imgai.data import load_images, resolve_splits
-    from imgai.runs import temporary_sibling
+    from imgai.plots import new_figure, save_figure
 
     output = Path(output)
     if output.suffix.lower() != ".png":
@@ -292,15 +291,10 @@ def preview(config, output: str | Path, count: int = 16, log=print) -> Path:
     images, labels = augmenter(images, labels, 0, 0)
     log(f"Augmentation: {describe(config.augment)}")
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = len(images)
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.6 * rows), squeeze=False)
+    fig, axes = new_figure(rows, cols, figsize=(2.4 * cols, 2.6 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, label in zip(axes.flat, images, labels):
@@ -309,12 +303,6 @@ def preview(config, output: str | Path, count: int = 16, log=print) -> Path:
         ax.set_title(_label_text(label, class_names), fontsize=8)
     fig.suptitle(f"augmented training samples — {describe(config.augment)}", fontsize=9, wrap=True)
     fig.tight_layout()
-    tmp = temporary_sibling(output, suffix=".png")
-    try:
-        fig.savefig(tmp, dpi=100)
-        tmp.replace(output)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
+    save_figure(fig, output)
     log(f"Wrote {n} augmented samples to {output}")
     return output

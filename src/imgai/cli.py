@@ -156,8 +156,6 @@ def eval_cmd(model_path, run, data_dir, runs_dir, output_dir, batch_size, top_k,
       imgai eval --fail-under accuracy=0.9 --fail-under f1_macro=0.85 --min-class-recall 0.7
       imgai eval --baseline prod/metrics.json --max-drop accuracy=0.01
     """
-    from pathlib import Path
-
     from imgai.config import load_eval_section
     from imgai.evaluate import evaluate
     from imgai.gate import merge_spec, parse_bounds
@@ -210,12 +208,11 @@ def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size) ->
     that cannot be read gets an error row; the others are still predicted, and the exit code is
     1 if any file failed.
     """
-    import os
     from pathlib import Path
 
     from imgai.models import load_model
     from imgai.predict import iter_prediction_rows, write_rows
-    from imgai.runs import resolve_model_path, temporary_sibling
+    from imgai.runs import atomic_path, resolve_model_path
 
     inputs: list[str] = []
     for item in paths:
@@ -229,14 +226,8 @@ def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size) ->
     if output is None:
         count, failed = write_rows(rows, meta["class_names"], top_k, fmt, sys.stdout)
     else:
-        tmp = temporary_sibling(Path(output))
-        try:
-            with open(tmp, "w", encoding="utf-8", newline="") as fh:
-                count, failed = write_rows(rows, meta["class_names"], top_k, fmt, fh)
-            os.replace(tmp, output)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+            count, failed = write_rows(rows, meta["class_names"], top_k, fmt, fh)
         click.echo(f"Wrote {count} prediction(s) to {output}.", err=True)
     if failed:
         click.echo(f"{failed} of {count} file(s) could not be predicted.", err=True)

@@ -427,20 +427,14 @@ def save_model(model, path: str | Path, metadata: dict[str, Any], extra_members:
     ``extra_members`` (name -> text) are written into the same archive, so they can never
     disagree with the weights (training stores its resume state this way).
     """
-    from imgai.runs import temporary_sibling
+    from imgai.runs import atomic_path
 
-    path = Path(path)
-    tmp = temporary_sibling(path, suffix=".keras")  # Keras insists on the .keras extension
-    try:
+    with atomic_path(path, suffix=".keras") as tmp:  # Keras insists on the .keras extension
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(METADATA_MEMBER, json.dumps(metadata, indent=2))
             for name, text in (extra_members or {}).items():
                 archive.writestr(name, text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -26,16 +25,11 @@ def new_figure(nrows: int = 1, ncols: int = 1, **kwargs):
 
 def save_figure(fig, path: str | Path) -> Path:
     """Write ``fig`` as PNG through a temporary file and a rename, then close it."""
-    from imgai.runs import temporary_sibling
+    from imgai.runs import atomic_path
 
     path = Path(path)
-    tmp = temporary_sibling(path, suffix=".png")
-    try:
+    with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -15,7 +15,6 @@ after the last checkpoint was written is trained again), and ``best.keras`` is r
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import zipfile
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from imgai.errors import ImgaiError
-from imgai.runs import BEST_MODEL, CONFIG_FILE, LAST_MODEL, atomic_write_text, temporary_sibling
+from imgai.runs import BEST_MODEL, CONFIG_FILE, LAST_MODEL, atomic_path, atomic_write_text
 
 RESUME_MEMBER = "imgai_resume.json"
 
@@ -72,13 +71,8 @@ def read_state(path: str | Path) -> TrainState | None:
 
 
 def copy_atomically(source: Path, target: Path) -> None:
-    tmp = temporary_sibling(target, suffix=target.suffix)
-    try:
+    with atomic_path(target, suffix=target.suffix) as tmp:
         shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # ----------------------------------------------------------------------------- the run folder

@@ -17,6 +17,7 @@ so a crash never leaves a half-written checkpoint or config behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -94,17 +95,25 @@ def resolve_model_path(model: str | Path | None, run: str | None = None, runs_di
     return latest_run(runs_dir) / BEST_MODEL
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str = ""):
+    """Yield a temporary path next to ``path`` to write to; when the block ends without an error
+    it is renamed onto ``path`` (atomic on one file system), otherwise it is removed. Every file
+    imgai writes into a run goes through here, so a crash never leaves a half-written one."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = temporary_sibling(path, suffix)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def temporary_sibling(path: str | Path, suffix: str = "") -> Path:
