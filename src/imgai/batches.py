@@ -16,7 +16,7 @@ import threading
 import keras
 import numpy as np
 
-from imgai.data import _describe_decode_error, decode_image, default_workers
+from imgai.data import describe_decode_error, decode_image, default_workers
 from imgai.errors import ImgaiError
 
 
@@ -103,7 +103,7 @@ class StreamingBatches(ArrayBatches):
             except Exception as exc:  # unreadable: skipped and reported, never fatal
                 with self._lock:
                     if all(p != s.paths[i] for p, _ in s.skipped):
-                        s.skipped.append((s.paths[i], _describe_decode_error(exc)))
+                        s.skipped.append((s.paths[i], describe_decode_error(exc)))
         if not rows:
             raise ImgaiError(f"none of the images of batch {index} could be read (first: {s.skipped[-1][0]}): remove the unreadable files")
         return np.stack(rows), self._eye[self.labels[np.asarray(keep)]]

@@ -32,22 +32,13 @@ import os
 import shutil
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from imgai.data import (
-    DecodedImages,
-    FileList,
-    _describe_decode_error,
-    _Progress,
-    decode_image,
-    default_workers,
-    load_images,
-)
+from imgai.data import DecodedImages, FileList, Progress, decode_files, load_images
 from imgai.errors import ImgaiError
 
 CACHE_FORMAT = 1
@@ -233,26 +224,16 @@ def _decode_into(images_path: Path, paths: list[str], image_size, color_mode, in
     del header
     kept: list[int] = []
     errors: dict[int, str] = {}
-
-    def work(index: int):
-        try:
-            return decode_image(paths[index], image_size, color_mode, interpolation)
-        except Exception as exc:  # any unreadable file is skipped and reported, never fatal
-            return _describe_decode_error(exc)
-
-    bar = _Progress(label, len(paths), progress)
-    chunk = 256  # bounds the decoded images waiting to be written (256 x 150 KB at 224 px)
-    with open(images_path, "r+b") as out, ThreadPoolExecutor(max_workers=default_workers(workers)) as pool:
+    bar = Progress(label, len(paths), progress)
+    with open(images_path, "r+b") as out:
         out.seek(offset)
-        for start in range(0, len(paths), chunk):
-            indices = range(start, min(start + chunk, len(paths)))
-            for index, result in zip(indices, pool.map(work, indices, chunksize=8)):
-                if isinstance(result, str):
-                    errors[index] = result
-                else:
-                    out.write(np.ascontiguousarray(result).data)
-                    kept.append(index)
-            bar.update(indices[-1] + 1)
+        for index, image, reason in decode_files(paths, image_size, color_mode, interpolation, workers):
+            if reason is None:
+                out.write(np.ascontiguousarray(image).data)
+                kept.append(index)
+            else:
+                errors[index] = reason
+            bar.update(index + 1)
         if errors:  # fewer rows than the header says: shrink the file and its header
             new_shape = (len(kept),) + shape[1:]
             fixed = _npy_header(new_shape, offset)

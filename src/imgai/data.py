@@ -170,7 +170,7 @@ def split_files(files: FileList, validation_split: float | None, seed: int, shuf
     return train, val
 
 
-def _find_split_folder(root: Path, kind: str) -> Path | None:
+def find_split_folder(root: Path, kind: str) -> Path | None:
     for name in SPLIT_FOLDER_NAMES[kind]:
         if (root / name).is_dir():
             return root / name
@@ -188,11 +188,11 @@ def resolve_splits(data_cfg, seed: int) -> Splits:
             raise ImgaiError("no data folder configured: set data.root=PATH (one sub-folder per class)")
         if not root.is_dir():
             raise ImgaiError(f"data folder '{root}' does not exist: set data.root=PATH to your image folder")
-        found_train = _find_split_folder(root, "train")
+        found_train = find_split_folder(root, "train")
         if found_train is not None:
             train_dir = found_train
-            val_dir = val_dir or _find_split_folder(root, "val")
-            test_dir = test_dir or _find_split_folder(root, "test")
+            val_dir = val_dir or find_split_folder(root, "val")
+            test_dir = test_dir or find_split_folder(root, "test")
         else:
             train_dir = root
     for label, folder in (("data.train_dir", train_dir), ("data.val_dir", val_dir), ("data.test_dir", test_dir)):
@@ -242,7 +242,7 @@ def decode_image(path: str | Path, image_size: tuple[int, int], color_mode: str 
     return array
 
 
-def _describe_decode_error(exc: BaseException) -> str:
+def describe_decode_error(exc: BaseException) -> str:
     text = str(exc).strip() or exc.__class__.__name__
     return text.splitlines()[0][:200]
 
@@ -251,7 +251,7 @@ def default_workers(workers: int = 0) -> int:
     return workers if workers and workers > 0 else max(1, os.cpu_count() or 1)
 
 
-class _Progress:
+class Progress:
     """A one-line progress counter on stderr; quiet when stderr is not a terminal."""
 
     def __init__(self, label: str, total: int, enabled: bool = True):
@@ -274,6 +274,26 @@ class _Progress:
         return time.perf_counter() - self.start
 
 
+def decode_files(paths: list[str], image_size, color_mode: str, interpolation: str, workers: int = 0, chunk: int = 256):
+    """Decode ``paths`` on a thread pool; yield ``(index, image, None)`` or ``(index, None, reason)``
+    in input order. At most ``chunk`` decoded images wait for the caller, so memory stays bounded
+    whatever the caller does with them. Pillow releases the GIL while decoding and resizing, so the
+    threads use every core.
+    """
+
+    def work(index: int):
+        try:
+            return decode_image(paths[index], image_size, color_mode, interpolation), None
+        except Exception as exc:  # any unreadable file is skipped and reported, never fatal
+            return None, describe_decode_error(exc)
+
+    with ThreadPoolExecutor(max_workers=default_workers(workers)) as pool:
+        for start in range(0, len(paths), chunk):
+            indices = range(start, min(start + chunk, len(paths)))
+            for index, (image, reason) in zip(indices, pool.map(work, indices, chunksize=8)):
+                yield index, image, reason
+
+
 def load_images(
     files: FileList | list[str],
     image_size: tuple[int, int],
@@ -292,20 +312,13 @@ def load_images(
     out = np.empty((len(paths), image_size[0], image_size[1], channels), dtype=np.uint8)
     ok = np.zeros(len(paths), dtype=bool)
     errors: dict[int, str] = {}
-
-    def work(index: int) -> int:
-        try:
-            out[index] = decode_image(paths[index], image_size, color_mode, interpolation)
-            ok[index] = True
-        except Exception as exc:  # any unreadable file is skipped and reported, never fatal
-            errors[index] = _describe_decode_error(exc)
-        return index
-
-    bar = _Progress(label, len(paths), progress)
-    # Pillow releases the GIL while decoding and resizing, so threads use every core.
-    with ThreadPoolExecutor(max_workers=default_workers(workers)) as pool:
-        for done, _ in enumerate(pool.map(work, range(len(paths)), chunksize=16), start=1):
-            bar.update(done)
+    bar = Progress(label, len(paths), progress)
+    for index, image, reason in decode_files(paths, image_size, color_mode, interpolation, workers):
+        if reason is None:
+            out[index], ok[index] = image, True
+        else:
+            errors[index] = reason
+        bar.update(index + 1)
     bar.close()
     keep = np.flatnonzero(ok)
     images = out if len(keep) == len(paths) else out[keep]

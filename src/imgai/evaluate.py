@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from imgai import __version__
-from imgai.data import FileList, list_class_folders, scan_folder, _find_split_folder
+from imgai.data import FileList, find_split_folder, list_class_folders, scan_folder
 from imgai.errors import ImgaiError
 from imgai.gate import GateSpec, format_results, run_checks
 from imgai.runs import CONFIG_FILE, HISTORY_FILE
@@ -24,7 +24,7 @@ def eval_files_from_folder(folder: str | Path, model_classes: list[str]) -> File
     if not folder.is_dir():
         raise ImgaiError(f"data folder '{folder}' does not exist: pass a folder with one sub-folder per class to --data")
     for kind in ("test", "val"):
-        split = _find_split_folder(folder, kind)
+        split = find_split_folder(folder, kind)
         if split is not None and not (set(list_class_folders(folder)) <= set(model_classes)):
             folder = split
             break

@@ -103,7 +103,7 @@ def iter_predictions(
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from imgai.data import _Progress
+    from imgai.data import Progress
 
     chunk = max(1, chunk_batches) * batch_size
     total = len(files)
@@ -120,7 +120,7 @@ def iter_predictions(
             progress=False,
         )
 
-    bar = _Progress(label, total, progress)
+    bar = Progress(label, total, progress)
     done = 0
     with ThreadPoolExecutor(max_workers=1) as ahead:
         pending = ahead.submit(decode, starts[0]) if starts else None
