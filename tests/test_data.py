@@ -143,6 +143,76 @@ def test_decode_formats_and_color_modes(tmp_path):
     assert gray.shape == (32, 32, 1)
 
 
+def _photo_like(width: int, height: int, seed: int = 0):
+    from PIL import Image
+
+    coarse = np.random.default_rng(seed).integers(0, 256, size=(5, 6, 3), dtype=np.uint8)
+    return Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC)
+
+
+@pytest.mark.parametrize("source_size, target", [((131, 97), (64, 48)), ((1000, 760), (224, 224)), ((90, 60), (120, 160))])
+def test_jpeg_decoders_give_identical_pixels(tmp_path, monkeypatch, source_size, target):
+    """simplejpeg is only a speed-up: Pillow (used without it) decodes the same pixels, DCT
+    scaling of large JPEGs included (the 1000x760 photo is decoded at 1/2 scale for 224 px)."""
+    import sys
+
+    from imgai import data
+
+    _photo_like(*source_size).save(tmp_path / "a.jpg", quality=90)
+    raw = (tmp_path / "a.jpg").read_bytes()
+    fast = data._decode_jpeg(raw, *target)
+    assert fast is not None and np.array_equal(fast, data._decode_pillow(raw, *target))
+    with_simplejpeg = decode_image(tmp_path / "a.jpg", target)
+    monkeypatch.setitem(sys.modules, "simplejpeg", None)  # as if it were not installed
+    assert data._decode_jpeg(raw, *target) is None
+    assert np.array_equal(decode_image(tmp_path / "a.jpg", target), with_simplejpeg)
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest", "bicubic"])
+def test_loader_resizes_like_the_resize_layer_inside_the_model(tmp_path, interpolation):
+    """The loader's resize and keras.layers.Resizing (in every saved model) agree to within one
+    grey level, downscaling and upscaling, so an image fed to the .keras file at another size in
+    plain Keras is treated as imgai treats it."""
+    import keras
+
+    image = _photo_like(131, 97)
+    image.save(tmp_path / "a.png")
+    full = np.asarray(image, dtype=np.float32)[None]
+    for size in ((64, 48), (150, 200)):
+        ours = decode_image(tmp_path / "a.png", size, interpolation=interpolation).astype(np.float32)
+        layer = np.asarray(keras.layers.Resizing(*size, interpolation=interpolation)(full))[0]
+        assert np.abs(ours - np.clip(layer, 0, 255)).max() <= 1.5, (interpolation, size)
+
+
+def test_decode_files_stores_on_the_workers_and_a_store_error_is_not_a_bad_file(flat_dataset):
+    from imgai.data import decode_files
+
+    paths = scan_folder(flat_dataset).paths
+    stored: dict[int, np.ndarray] = {}
+    results = list(decode_files(paths, (16, 16), "rgb", "bilinear", workers=2, store=stored.__setitem__, block=4))
+    assert [i for i, _, _ in results] == list(range(len(paths)))  # in order
+    assert all(image is None and reason is None for _, image, reason in results)
+    assert sorted(stored) == list(range(len(paths)))
+    assert np.array_equal(stored[3], decode_image(paths[3], (16, 16)))
+
+    def full_disk(index, image):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        list(decode_files(paths, (16, 16), "rgb", "bilinear", workers=2, store=full_disk))
+    first = next(iter(decode_files(paths, (16, 16), "rgb", "bilinear", workers=2)))  # stopping early is fine
+    assert first[0] == 0 and first[1].shape == (16, 16, 3)
+
+
+def test_large_arrays_are_allocated_as_writable_anonymous_maps():
+    from imgai.data import allocate_images
+
+    big = allocate_images((2, 2048, 2048, 3))  # 24 MB
+    big[1, -1, -1] = 7
+    assert big.shape == (2, 2048, 2048, 3) and big.dtype == np.uint8 and big[1, -1, -1, 0] == 7
+    assert allocate_images((2, 8, 8, 3)).shape == (2, 8, 8, 3)
+
+
 def test_corrupt_files_are_skipped_and_listed(flat_dataset, tmp_path):
     (flat_dataset / "circle" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
     good = next((flat_dataset / "square").glob("*.jpg")).read_bytes()

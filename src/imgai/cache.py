@@ -17,9 +17,10 @@ built; otherwise it is reused across runs. It is built in a ``.building-*`` fold
 place only when complete, so a half-built cache is never used. Files that cannot be read are
 skipped and remembered in the cache's ``index.json``, so a cache hit reports them as well.
 
-Decoding uses threads, not processes: Pillow releases the GIL while decoding and resizing, and on
-2 cores threads decoded as fast as processes without the start-up and copying costs
-(``scripts/bench_decode.py``).
+Decoding uses threads, not processes: simplejpeg, Pillow and OpenCV release the GIL while decoding
+and resizing, and on 2 cores threads decoded as fast as processes without the start-up and copying
+costs (``scripts/bench_decode.py``). Each thread writes its rows straight into the array or, with
+``pwrite``, into the cache file.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import json
 import mmap
 import os
 import shutil
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -41,7 +43,7 @@ import numpy as np
 from imgai.data import DecodedImages, FileList, Progress, decode_files, load_images
 from imgai.errors import ImgaiError
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: OpenCV resize (no antialiasing) replaced Pillow's
 IMAGES_FILE = "images.npy"
 INDEX_FILE = "index.json"
 BUILDING_PREFIX = ".building-"
@@ -210,40 +212,68 @@ def _npy_header(shape: tuple[int, ...], length: int) -> bytes | None:
     return None
 
 
+_SEEK_LOCK = threading.Lock()  # where os.pwrite / os.pread are missing (Windows)
+
+
+def _write_all(fd: int, data, offset: int) -> None:
+    """Write all of ``data`` at ``offset``; safe from several threads at once."""
+    view = memoryview(data).cast("B")
+    while len(view):
+        if hasattr(os, "pwrite"):
+            written = os.pwrite(fd, view, offset)
+        else:
+            with _SEEK_LOCK:
+                os.lseek(fd, offset, os.SEEK_SET)
+                written = os.write(fd, view)
+        view, offset = view[written:], offset + written
+
+
+def _read_exact(fd: int, nbytes: int, offset: int) -> bytes:
+    if hasattr(os, "pread"):
+        return os.pread(fd, nbytes, offset)
+    with _SEEK_LOCK:
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.read(fd, nbytes)
+
+
 def _decode_into(images_path: Path, paths: list[str], image_size, color_mode, interpolation, workers, label, progress):
-    """Decode ``paths`` on threads and append the readable ones, in order, to ``images_path``.
+    """Decode ``paths`` on threads into ``images_path``, the readable ones in order.
 
     Returns (indices kept, {index: reason} for skipped files).
     """
     channels = 3 if color_mode == "rgb" else 1
     shape = (len(paths), image_size[0], image_size[1], channels)
-    # open_memmap writes the .npy header for the full count; rows are then written with plain
-    # sequential writes, which go to the page cache without growing this process's memory.
+    row_bytes = int(np.prod(shape[1:]))
+    # open_memmap writes the .npy header for the full count; each decoding thread then writes its
+    # row at its place with pwrite, to the page cache without growing this process's memory.
     header = np.lib.format.open_memmap(images_path, mode="w+", dtype=np.uint8, shape=shape)
     offset = header.offset
     del header
-    kept: list[int] = []
     errors: dict[int, str] = {}
     bar = Progress(label, len(paths), progress)
-    with open(images_path, "r+b") as out:
-        out.seek(offset)
-        for index, image, reason in decode_files(paths, image_size, color_mode, interpolation, workers):
-            if reason is None:
-                out.write(np.ascontiguousarray(image).data)
-                kept.append(index)
-            else:
+    fd = os.open(images_path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+    try:
+        def store(index: int, image: np.ndarray) -> None:
+            _write_all(fd, np.ascontiguousarray(image), offset + index * row_bytes)
+
+        for index, _image, reason in decode_files(paths, image_size, color_mode, interpolation, workers, store=store):
+            if reason is not None:
                 errors[index] = reason
             bar.update(index + 1)
-        if errors:  # fewer rows than the header says: shrink the file and its header
+        kept = [i for i in range(len(paths)) if i not in errors]
+        if errors:  # close the gaps left by skipped files, then shrink the file and its header
+            for new_index, old_index in enumerate(kept):
+                if new_index != old_index:
+                    _write_all(fd, _read_exact(fd, row_bytes, offset + old_index * row_bytes), offset + new_index * row_bytes)
             new_shape = (len(kept),) + shape[1:]
             fixed = _npy_header(new_shape, offset)
             if fixed is None:
                 raise ImgaiError(f"could not rewrite the header of '{images_path}': upgrade numpy")
-            out.truncate(offset + int(np.prod(new_shape)))
-            out.seek(0)
-            out.write(fixed)
-        out.flush()
-        os.fsync(out.fileno())  # complete on disk before the folder is renamed into place
+            os.ftruncate(fd, offset + int(np.prod(new_shape)))
+            _write_all(fd, fixed, 0)
+        os.fsync(fd)  # complete on disk before the folder is renamed into place
+    finally:
+        os.close(fd)
     bar.close()
     return kept, errors
 

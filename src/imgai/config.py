@@ -53,7 +53,8 @@ class DataConfig(_Section):
     )
     color_mode: Literal["rgb", "grayscale"] = Field("rgb", description="rgb (3 channels) or grayscale (1).")
     interpolation: Literal["bilinear", "nearest", "bicubic"] = Field(
-        "bilinear", description="Resize filter, used by the loader and by the resize layer in the model."
+        "bilinear", description="Resize filter, used by the loader (OpenCV) and by the resize layer in the "
+        "model (Keras); both without antialiasing, as keras.utils.image_dataset_from_directory."
     )
     batch_size: int = Field(32, ge=1, description="Images per training step.")
     shuffle: bool = Field(True, description="Shuffle the file list before splitting and every epoch.")
