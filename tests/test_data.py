@@ -168,13 +168,21 @@ def test_jpeg_decoders_give_identical_pixels(tmp_path, monkeypatch, source_size,
     assert np.array_equal(decode_image(tmp_path / "a.jpg", target), with_simplejpeg)
 
 
-@pytest.mark.parametrize("interpolation", ["bilinear", "nearest", "bicubic"])
-def test_loader_resizes_like_the_resize_layer_inside_the_model(tmp_path, interpolation):
+@pytest.mark.parametrize(
+    "interpolation, resizer",
+    [("bilinear", "opencv"), ("nearest", "opencv"), ("bicubic", "opencv"), ("bilinear", "pillow"), ("nearest", "pillow")],
+)
+def test_loader_resizes_like_the_resize_layer_inside_the_model(tmp_path, monkeypatch, capsys, interpolation, resizer):
     """The loader's resize and keras.layers.Resizing (in every saved model) agree to within one
     grey level, downscaling and upscaling, so an image fed to the .keras file at another size in
-    plain Keras is treated as imgai treats it."""
+    plain Keras is treated as imgai treats it. Without OpenCV, Pillow stands in, as closely."""
     import keras
 
+    from imgai import data
+
+    if resizer == "pillow":
+        monkeypatch.setattr(data, "_cv2_state", {})
+        monkeypatch.setitem(__import__("sys").modules, "cv2", None)  # as if it were not installed
     image = _photo_like(131, 97)
     image.save(tmp_path / "a.png")
     full = np.asarray(image, dtype=np.float32)[None]
@@ -182,6 +190,11 @@ def test_loader_resizes_like_the_resize_layer_inside_the_model(tmp_path, interpo
         ours = decode_image(tmp_path / "a.png", size, interpolation=interpolation).astype(np.float32)
         layer = np.asarray(keras.layers.Resizing(*size, interpolation=interpolation)(full))[0]
         assert np.abs(ours - np.clip(layer, 0, 255)).max() <= 1.5, (interpolation, size)
+    assert data.resizer() == resizer
+    if resizer == "pillow":
+        assert "OpenCV is not installed" in capsys.readouterr().err  # said once, with the fix
+        gray = decode_image(tmp_path / "a.png", (32, 32), color_mode="grayscale")
+        assert gray.shape == (32, 32, 1)
 
 
 def test_decode_files_stores_on_the_workers_and_a_store_error_is_not_a_bad_file(flat_dataset):

@@ -40,7 +40,7 @@ from typing import Callable
 
 import numpy as np
 
-from imgai.data import DecodedImages, FileList, Progress, decode_files, load_images
+from imgai.data import DecodedImages, FileList, Progress, decode_files, load_images, resizer
 from imgai.errors import ImgaiError
 
 CACHE_FORMAT = 2  # 2: OpenCV resize (no antialiasing) replaced Pillow's
@@ -188,7 +188,10 @@ def _size(nbytes: float) -> str:
 def cache_key(paths: list[str], labels: np.ndarray, image_size, color_mode: str, interpolation: str) -> str:
     """Changes whenever a file is added, removed, reordered, rewritten or touched, or a setting changes."""
     digest = hashlib.sha256()
-    settings = {"format": CACHE_FORMAT, "image_size": list(image_size), "color_mode": color_mode, "interpolation": interpolation}
+    settings = {
+        "format": CACHE_FORMAT, "image_size": list(image_size), "color_mode": color_mode, "interpolation": interpolation,
+        "resizer": resizer(),
+    }
     digest.update(json.dumps(settings, sort_keys=True).encode())
     for path in paths:
         try:

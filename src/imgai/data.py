@@ -219,19 +219,58 @@ def resolve_splits(data_cfg, seed: int) -> Splits:
 # It is ~6x faster than Pillow's antialiased bilinear (docs/performance.md, "Decoding").
 _CV2_FILTERS = {"bilinear": "INTER_LINEAR", "nearest": "INTER_NEAREST_EXACT", "bicubic": "INTER_CUBIC"}
 _JPEG_MAGIC = b"\xff\xd8\xff"
-_cv2_module = None
+_cv2_state: dict = {}
 
 
 def _cv2():
-    global _cv2_module
-    if _cv2_module is None:
-        import cv2
+    """OpenCV, or None (once, with a warning) where it is not installed."""
+    if "module" not in _cv2_state:
+        try:
+            import cv2
+        except ImportError:
+            cv2 = None
+            sys.stderr.write(
+                "warning: OpenCV is not installed, so images are resized with Pillow (the same filters to "
+                "within one grey level, but ~15x slower): pip install opencv-python-headless\n"
+            )
+        else:
+            # imgai runs one decode per thread on every core; OpenCV's own thread pool on top of
+            # that would only oversubscribe the cores.
+            cv2.setNumThreads(1)
+        _cv2_state["module"] = cv2
+    return _cv2_state["module"]
 
-        # imgai runs one decode per thread on every core; OpenCV's own thread pool on top of that
-        # would only oversubscribe the cores.
-        cv2.setNumThreads(1)
-        _cv2_module = cv2
-    return _cv2_module
+
+def resizer() -> str:
+    """Which library resizes images here ("opencv" or "pillow"); part of the disk cache's key."""
+    return "opencv" if _cv2() is not None else "pillow"
+
+
+def _resize(pixels: np.ndarray, height: int, width: int, interpolation: str) -> np.ndarray:
+    cv2 = _cv2()
+    if cv2 is not None:
+        return cv2.resize(pixels, (width, height), interpolation=getattr(cv2, _CV2_FILTERS[interpolation]))
+    # Without OpenCV: Pillow's resize would antialias, its affine transform samples like
+    # INTER_LINEAR (half-pixel centres, no antialiasing): within one grey level of it, measured on
+    # flowers. Nearest is identical; Pillow's bicubic kernel (a=-0.5) differs from OpenCV's more.
+    from PIL import Image
+
+    image = Image.fromarray(pixels)
+    if interpolation == "nearest":
+        return np.asarray(image.resize((width, height), Image.Resampling.NEAREST))
+    resample = Image.Resampling.BILINEAR if interpolation == "bilinear" else Image.Resampling.BICUBIC
+    scale = (pixels.shape[1] / width, 0, 0, 0, pixels.shape[0] / height, 0)
+    return np.asarray(image.transform((width, height), Image.Transform.AFFINE, scale, resample=resample))
+
+
+def _to_gray(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R 601-2 luma, as Pillow's convert("L")."""
+    cv2 = _cv2()
+    if cv2 is not None:
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(rgb).convert("L"))
 
 
 def _jpeg_scale(width: int, height: int, target_width: int, target_height: int) -> int:
@@ -286,8 +325,9 @@ def decode_image(path: str | Path, image_size: tuple[int, int], color_mode: str 
     """Read one image file into a (H, W, C) uint8 array at ``image_size``; raises on bad files.
 
     JPEGs are decoded by simplejpeg, everything else (and any JPEG it declines) by Pillow; both
-    use libjpeg-turbo and give identical pixels. Resizing is OpenCV's (``_CV2_FILTERS``). This
-    one function decodes for training, evaluation and prediction alike, so they never disagree.
+    use libjpeg-turbo and give identical pixels. Resizing is OpenCV's (``_CV2_FILTERS``), or
+    Pillow's closest equivalent without OpenCV. This one function decodes for training,
+    evaluation and prediction alike, so they never disagree.
     """
     height, width = image_size
     with open(path, "rb") as fh:
@@ -295,11 +335,10 @@ def decode_image(path: str | Path, image_size: tuple[int, int], color_mode: str 
     rgb = _decode_jpeg(data, height, width) if data[:3] == _JPEG_MAGIC else None
     if rgb is None:
         rgb = _decode_pillow(data, height, width)
-    cv2 = _cv2()
-    if color_mode != "rgb":  # ITU-R 601-2 luma weights, as Pillow's convert("L")
-        rgb = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    if color_mode != "rgb":
+        rgb = _to_gray(rgb)
     if rgb.shape[:2] != (height, width):
-        rgb = cv2.resize(rgb, (width, height), interpolation=getattr(cv2, _CV2_FILTERS[interpolation]))
+        rgb = _resize(rgb, height, width, interpolation)
     if rgb.ndim == 2:
         rgb = rgb[:, :, None]
     return np.ascontiguousarray(rgb)
