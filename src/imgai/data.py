@@ -381,9 +381,9 @@ def decode_files(paths: list[str], image_size, color_mode: str, interpolation: s
     in input order. simplejpeg, Pillow and OpenCV release the GIL while decoding and resizing, so
     the threads use every core.
 
-    Each task decodes a block of ``block`` consecutive files: one future per image cost ~15 % of
-    the throughput on 2 cores in hand-offs between threads. At most two blocks per thread are in
-    flight, so memory stays bounded whatever the caller does with the images.
+    Each task decodes a block of ``block`` consecutive files: with one task per file, hand-offs
+    between threads held the first fill to 0.90x on 2 cores (``scripts/bench_fill.py``). At most
+    two blocks per thread are in flight, so memory stays bounded whatever the caller does.
 
     With ``store``, each worker hands its image to ``store(index, image)`` itself and ``None`` is
     yielded in its place: copying the pixels to their destination (an array, a file) then runs on
@@ -426,8 +426,8 @@ def allocate_images(shape: tuple[int, ...]) -> np.ndarray:
 
     Large arrays are a plain anonymous memory map of 4 KB pages, which the threads fault in as
     they write. ``numpy.empty`` asks the kernel for transparent huge pages instead, and the
-    compaction that can take made filling 550 MB erratic: 2,961-5,171 images/s over five fresh
-    runs on this project's 2-core machine, against 5,047-5,510 for the plain map.
+    compaction that can take slowed the first fill of the flowers to 0.63x (3,413 against 5,457
+    images/s, medians of 5 fresh runs on this project's 2-core machine, ``scripts/bench_fill.py``).
     """
     import mmap
 
