@@ -40,7 +40,7 @@ from typing import Callable
 
 import numpy as np
 
-from imgai.data import DecodedImages, FileList, Progress, decode_files, load_images, resizer
+from imgai.data import DecodedImages, FileList, load_images, resizer, store_all
 from imgai.errors import ImgaiError
 
 CACHE_FORMAT = 2  # 2: OpenCV resize (no antialiasing) replaced Pillow's
@@ -252,18 +252,12 @@ def _decode_into(images_path: Path, paths: list[str], image_size, color_mode, in
     header = np.lib.format.open_memmap(images_path, mode="w+", dtype=np.uint8, shape=shape)
     offset = header.offset
     del header
-    errors: dict[int, str] = {}
-    bar = Progress(label, len(paths), progress)
     fd = os.open(images_path, os.O_RDWR | getattr(os, "O_BINARY", 0))
     try:
         def store(index: int, image: np.ndarray) -> None:
             _write_all(fd, np.ascontiguousarray(image), offset + index * row_bytes)
 
-        for index, _image, reason in decode_files(paths, image_size, color_mode, interpolation, workers, store=store):
-            if reason is not None:
-                errors[index] = reason
-            bar.update(index + 1)
-        kept = [i for i in range(len(paths)) if i not in errors]
+        kept, errors = store_all(paths, image_size, color_mode, interpolation, workers, store, label, progress)
         if errors:  # close the gaps left by skipped files, then shrink the file and its header
             for new_index, old_index in enumerate(kept):
                 if new_index != old_index:
@@ -277,7 +271,6 @@ def _decode_into(images_path: Path, paths: list[str], image_size, color_mode, in
         os.fsync(fd)  # complete on disk before the folder is renamed into place
     finally:
         os.close(fd)
-    bar.close()
     return kept, errors
 
 

@@ -11,8 +11,8 @@ The stages are separate so that each can be replaced on its own::
 file on disk reused across runs, or nowhere, decoding each batch while training).
 
 Decoding (simplejpeg for JPEGs, Pillow for the rest) and resizing (OpenCV) run in a thread pool and
-need neither TensorFlow nor Keras, so the same code serves every Keras backend. Images are decoded and resized once, before training; each epoch then
-only slices arrays. Augmentation belongs after ``load_images`` (it must stay random every epoch); the
+need neither TensorFlow nor Keras, so the same code serves every Keras backend. Images are decoded
+and resized once, before training; each epoch then only slices arrays. Augmentation belongs after ``load_images`` (it must stay random every epoch); the
 disk cache stands in for ``load_images`` because it returns the same ``DecodedImages``.
 
 Scanning and splitting follow ``keras.utils.image_dataset_from_directory`` exactly (sorted class
@@ -421,6 +421,19 @@ def decode_files(paths: list[str], image_size, color_mode: str, interpolation: s
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def store_all(paths: list[str], image_size, color_mode: str, interpolation: str, workers: int, store, label: str, progress: bool):
+    """Decode every file, each worker handing its rows to ``store`` (:func:`decode_files`), with a
+    progress line. Returns (indices of the files kept, in order; {index: reason} for the skipped)."""
+    errors: dict[int, str] = {}
+    bar = Progress(label, len(paths), progress)
+    for index, _image, reason in decode_files(paths, image_size, color_mode, interpolation, workers, store=store):
+        if reason is not None:
+            errors[index] = reason
+        bar.update(index + 1)
+    bar.close()
+    return [i for i in range(len(paths)) if i not in errors], errors
+
+
 def allocate_images(shape: tuple[int, ...]) -> np.ndarray:
     """An uninitialised uint8 array for ``shape``, for the decoding threads to fill.
 
@@ -454,18 +467,12 @@ def load_images(
         paths, labels = [str(p) for p in files], np.full(len(files), -1, dtype=np.int32)
     channels = 3 if color_mode == "rgb" else 1
     out = allocate_images((len(paths), image_size[0], image_size[1], channels))
-    errors: dict[int, str] = {}
 
     def store(index: int, image: np.ndarray) -> None:
         out[index] = image
 
-    bar = Progress(label, len(paths), progress)
-    for index, _image, reason in decode_files(paths, image_size, color_mode, interpolation, workers, store=store):
-        if reason is not None:
-            errors[index] = reason
-        bar.update(index + 1)
-    bar.close()
-    keep = np.asarray([i for i in range(len(paths)) if i not in errors], dtype=np.int64)
+    kept, errors = store_all(paths, image_size, color_mode, interpolation, workers, store, label, progress)
+    keep = np.asarray(kept, dtype=np.int64)
     images = out if not errors else out[keep]
     return DecodedImages(
         images=images,
