@@ -30,7 +30,9 @@ def images_per_second(fn, x, y, batches: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--batches", type=int, default=20)
@@ -45,7 +47,10 @@ def main() -> None:
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (args.batch, args.size, args.size, 3)).astype("float32")
     y = np.eye(5, dtype="float32")[np.arange(args.batch) % 5]
-    print(f"backend {keras.backend.backend()}, {args.batch} images of {args.size}x{args.size} per batch, {args.batches} batches")
+    print(
+        f"backend {keras.backend.backend()}, {args.batch} images of "
+        f"{args.size}x{args.size} per batch, {args.batches} batches"
+    )
     print(f"{'pipeline':<26}{'compiled img/s':>16}{'eager img/s':>14}{'ratio':>8}")
     for name, overrides in PIPELINES.items():
         augmenter = Augmenter(load_config([], overrides).augment, (args.size, args.size), 3, seed=1)
@@ -54,7 +59,9 @@ def main() -> None:
             return augmenter(xb, yb, 0, i)
 
         def eager(xb, yb, i):
-            out = augmenter._apply(augmenter.layers, keras.ops.convert_to_tensor(xb), keras.ops.convert_to_tensor(yb))
+            out = augmenter._apply(
+                augmenter.layers, keras.ops.convert_to_tensor(xb), keras.ops.convert_to_tensor(yb)
+            )
             return keras.ops.convert_to_numpy(out[0]), keras.ops.convert_to_numpy(out[1])
 
         fast = images_per_second(compiled, x, y, args.batches)

@@ -46,18 +46,24 @@ def _timed(cmd: list[str], env: dict) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--image", help="a JPEG to predict (default: a generated 400x300 photo)")
     parser.add_argument("--image-size", type=int, default=224, help="the model's input side")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])),
+    }
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     work = Path(tempfile.mkdtemp(prefix="imgai-bench-cli-"))
     image = args.image or str(next(benchlib.make_jpegs(work / "photos", 5).glob("*/*.jpg")))
     model_path = work / "model.keras"
     setup = (
-        "from imgai.config import defaults; from imgai.models import create_model, save_model; from imgai.train import model_metadata; "
+        "from imgai.config import defaults; from imgai.models import "
+        "create_model, save_model; from imgai.train import model_metadata; "
         f"c = defaults().model_copy(); size = ({args.image_size}, {args.image_size}); "
         "c.data.image_size = size; "
         "m = create_model(c.model, size, 3, 5); "
@@ -84,8 +90,11 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     best = {name: median(v) for name, v in times.items()}
     ratio = best["imgai_predict"] / best["bare_keras_predict"]
-    print(f"Wall time of a fresh process, median of {args.repeats} (model {size_mb:.0f} MB, classic CNN at {args.image_size} px, "
-          f"backend {os.environ.get('KERAS_BACKEND', 'tensorflow')}):")
+    print(
+        f"Wall time of a fresh process, median of {args.repeats} (model "
+        f"{size_mb:.0f} MB, classic CNN at {args.image_size} px, "
+        f"backend {os.environ.get('KERAS_BACKEND', 'tensorflow')}):"
+    )
     print(f"  python -c pass                    {best['python_startup']:6.3f} s")
     print(f"  imgai --help                      {best['imgai_help']:6.3f} s   (target <= 0.3 s)")
     print(f"  imgai predict one.jpg             {best['imgai_predict']:6.3f} s")

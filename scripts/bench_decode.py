@@ -19,7 +19,6 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import benchlib
 from benchlib import median
-
 from imgai.data import decode_image, default_workers, scan_folder
 
 SIZE = (224, 224)
@@ -37,7 +36,11 @@ def _pillow_only_chunk(paths: list[str], size=SIZE, interpolation="bilinear") ->
     import numpy as np
     from PIL import Image
 
-    resample = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST, "bicubic": Image.Resampling.BICUBIC}[interpolation]
+    resample = {
+        "bilinear": Image.Resampling.BILINEAR,
+        "nearest": Image.Resampling.NEAREST,
+        "bicubic": Image.Resampling.BICUBIC,
+    }[interpolation]
     for p in paths:
         with Image.open(p) as img:
             img.draft(img.mode, (size[1], size[0]))
@@ -47,9 +50,13 @@ def _pillow_only_chunk(paths: list[str], size=SIZE, interpolation="bilinear") ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", help="folder of class sub-folders")
-    parser.add_argument("--generate", type=int, default=0, help="make this many 400x300 JPEGs in /tmp instead")
+    parser.add_argument(
+        "--generate", type=int, default=0, help="make this many 400x300 JPEGs in /tmp instead"
+    )
     parser.add_argument("--limit", type=int, default=1500, help="images per measurement")
     parser.add_argument("--workers", type=int, default=0, help="threads/processes (0 = one per core)")
     parser.add_argument("--interpolation", default="bilinear", choices=["bilinear", "nearest", "bicubic"])
@@ -61,23 +68,48 @@ def main() -> None:
     benchlib.warm_page_cache(paths)
     chunks = [paths[i : i + 32] for i in range(0, len(paths), 32)]
     rates: dict[str, list[float]] = {
-        "1 thread": [], f"{workers} threads": [], f"{workers} processes": [], "Pillow, 1 thread": [], f"Pillow, {workers} threads": []
+        "1 thread": [],
+        f"{workers} threads": [],
+        f"{workers} processes": [],
+        "Pillow, 1 thread": [],
+        f"Pillow, {workers} threads": [],
     }
     with ThreadPoolExecutor(workers) as threads, ProcessPoolExecutor(workers) as processes:
         list(processes.map(_decode_chunk, chunks[:workers]))  # start the processes outside the timing
         for _ in range(args.repeats):
             for name, run in (
                 ("1 thread", lambda: [_decode_chunk(c, SIZE, args.interpolation) for c in chunks]),
-                (f"{workers} threads", lambda: list(threads.map(lambda c: _decode_chunk(c, SIZE, args.interpolation), chunks))),
-                (f"{workers} processes", lambda: list(processes.map(_decode_chunk, chunks, [SIZE] * len(chunks), [args.interpolation] * len(chunks)))),
-                ("Pillow, 1 thread", lambda: [_pillow_only_chunk(c, SIZE, args.interpolation) for c in chunks]),
-                (f"Pillow, {workers} threads", lambda: list(threads.map(lambda c: _pillow_only_chunk(c, SIZE, args.interpolation), chunks))),
+                (
+                    f"{workers} threads",
+                    lambda: list(threads.map(lambda c: _decode_chunk(c, SIZE, args.interpolation), chunks)),
+                ),
+                (
+                    f"{workers} processes",
+                    lambda: list(
+                        processes.map(
+                            _decode_chunk, chunks, [SIZE] * len(chunks), [args.interpolation] * len(chunks)
+                        )
+                    ),
+                ),
+                (
+                    "Pillow, 1 thread",
+                    lambda: [_pillow_only_chunk(c, SIZE, args.interpolation) for c in chunks],
+                ),
+                (
+                    f"Pillow, {workers} threads",
+                    lambda: list(
+                        threads.map(lambda c: _pillow_only_chunk(c, SIZE, args.interpolation), chunks)
+                    ),
+                ),
             ):
                 start = time.perf_counter()
                 run()
                 rates[name].append(len(paths) / (time.perf_counter() - start))
     best = {name: median(v) for name, v in rates.items()}
-    print(f"Decode + resize to {SIZE[0]}x{SIZE[1]} ({args.interpolation}) of {len(paths)} files from {data}, median of {args.repeats}:")
+    print(
+        f"Decode + resize to {SIZE[0]}x{SIZE[1]} ({args.interpolation}) "
+        f"of {len(paths)} files from {data}, median of {args.repeats}:"
+    )
     for name, rate in best.items():
         label = name if name.startswith("Pillow") else f"imgai, {name}"
         print(f"  {label:<22} {rate:8.0f} images/s   ({rate / best['1 thread']:.2f}x imgai on one thread)")
@@ -91,7 +123,9 @@ def main() -> None:
         "per_core_images_per_s": round(best[f"{workers} threads"] / workers, 1),
         "threads_over_processes": round(best[f"{workers} threads"] / best[f"{workers} processes"], 3),
         "imgai_over_pillow_one_thread": round(best["1 thread"] / best["Pillow, 1 thread"], 3),
-        "imgai_over_pillow_threads": round(best[f"{workers} threads"] / best[f"Pillow, {workers} threads"], 3),
+        "imgai_over_pillow_threads": round(
+            best[f"{workers} threads"] / best[f"Pillow, {workers} threads"], 3
+        ),
         "machine": benchlib.machine(),
     }
     benchlib.print_json(figures)

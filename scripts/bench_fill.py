@@ -49,9 +49,13 @@ def child(data: str, allocation: str, block: int, size: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", help="folder of class sub-folders")
-    parser.add_argument("--generate", type=int, default=0, help="make this many 400x300 JPEGs in /tmp instead")
+    parser.add_argument(
+        "--generate", type=int, default=0, help="make this many 400x300 JPEGs in /tmp instead"
+    )
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--child", nargs=2, metavar=("ALLOCATION", "BLOCK"), help=argparse.SUPPRESS)
@@ -71,12 +75,24 @@ def main() -> None:
     rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
     for _ in range(args.repeats):
         for name, (allocation, block) in VARIANTS.items():
-            command = [sys.executable, __file__, "--data", data, "--image-size", str(args.image_size), "--child", allocation, str(block)]
+            command = [
+                sys.executable,
+                __file__,
+                "--data",
+                data,
+                "--image-size",
+                str(args.image_size),
+                "--child",
+                allocation,
+                str(block),
+            ]
             result = subprocess.run(command, capture_output=True, text=True, check=True)
             rates[name].append(json.loads(result.stdout.strip().splitlines()[-1])["images_per_s"])
     best = {name: statistics.median(values) for name, values in rates.items()}
-    print(f"First fill of {len(paths)} images at {args.image_size} px from {data}, fresh processes, "
-          f"median of {args.repeats} (range):")
+    print(
+        f"First fill of {len(paths)} images at {args.image_size} px from {data}, fresh processes, "
+        f"median of {args.repeats} (range):"
+    )
     for name, rate in best.items():
         low, high = min(rates[name]), max(rates[name])
         print(f"  {name:<16} {rate:7.0f} images/s  ({low:.0f}-{high:.0f})  {rate / best['imgai']:.2f}x")

@@ -26,7 +26,13 @@ from benchlib import REPO
 
 def peak_rss_mb(args: list[str], env: dict, cwd: Path) -> float:
     """Run ``python -m imgai ARGS`` and return its peak RSS in MB."""
-    proc = subprocess.Popen([sys.executable, "-m", "imgai", *args], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imgai", *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     output = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.stdout.close()
@@ -37,13 +43,18 @@ def peak_rss_mb(args: list[str], env: dict, cwd: Path) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--small", type=int, default=300, help="images in the small data set")
     parser.add_argument("--factor", type=int, default=10, help="how many times larger the big one is")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--modes", default="disk,memory", help="data.cache modes to measure")
     args = parser.parse_args()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])),
+    }
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sizes = {"small": args.small, "big": args.small * args.factor}
     folders = {name: benchlib.make_jpegs(f"/tmp/imgai-bench-jpegs-{n}", n) for name, n in sizes.items()}
@@ -54,9 +65,16 @@ def main() -> None:
         for mode in args.modes.split(","):
             for name, folder in folders.items():
                 common = [
-                    "train", f"data.root={folder}", f"data.image_size={args.image_size}", "train.epochs=1",
-                    "data.validation_split=0.2", "model.filters=[8,8]", "model.dense_units=16",
-                    f"data.cache={mode}", f"data.cache_dir={work / 'cache'}", f"output.dir={work / 'runs'}",
+                    "train",
+                    f"data.root={folder}",
+                    f"data.image_size={args.image_size}",
+                    "train.epochs=1",
+                    "data.validation_split=0.2",
+                    "model.filters=[8,8]",
+                    "model.dense_units=16",
+                    f"data.cache={mode}",
+                    f"data.cache_dir={work / 'cache'}",
+                    f"output.dir={work / 'runs'}",
                 ]
                 runs = ["first", "again"] if mode == "disk" else ["first"]
                 for run in runs:
@@ -64,12 +82,16 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     decoded_mb = {name: n * args.image_size**2 * 3 / 2**20 for name, n in sizes.items()}
-    print(f"Peak RSS of 'imgai train' (1 epoch), {sizes['small']:,} vs {sizes['big']:,} JPEGs (400x300) at "
-          f"{args.image_size} px = {decoded_mb['small']:.0f} vs {decoded_mb['big']:.0f} MB decoded:")
+    print(
+        f"Peak RSS of 'imgai train' (1 epoch), {sizes['small']:,} vs {sizes['big']:,} JPEGs (400x300) at "
+        f"{args.image_size} px = {decoded_mb['small']:.0f} vs {decoded_mb['big']:.0f} MB decoded:"
+    )
     growth = {}
     for key, by_size in peaks.items():
         growth[key] = by_size["big"] / by_size["small"] - 1
-        print(f"  data.cache={key:<13} {by_size['small']:8.0f} MB -> {by_size['big']:8.0f} MB   growth {growth[key]:+.1%}")
+        print(
+            f"  data.cache={key:<13} {by_size['small']:8.0f} MB -> {by_size['big']:8.0f} MB   growth {growth[key]:+.1%}"
+        )
     print("  target: disk cache grows < 20 % when the data grows 10x")
     benchlib.print_json(
         {

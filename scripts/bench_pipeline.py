@@ -128,7 +128,9 @@ def imgai_streaming(files, size, batch: int, limit: int) -> float:
 
     start = time.perf_counter()
     streamed = StreamedImages(list(files.paths), files.labels, size, "rgb", "bilinear", 0)
-    adapter = PyDatasetAdapter(make_batches(streamed, len(files.class_names), batch, shuffle=True), shuffle=False)
+    adapter = PyDatasetAdapter(
+        make_batches(streamed, len(files.class_names), batch, shuffle=True), shuffle=False
+    )
     adapter.on_epoch_begin()
     n = _drain(adapter.get_numpy_iterator(), limit)
     adapter.on_epoch_end()
@@ -136,14 +138,20 @@ def imgai_streaming(files, size, batch: int, limit: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", help="folder of class sub-folders")
-    parser.add_argument("--generate", type=int, default=0, help="make this many 400x300 JPEGs in /tmp instead of --data")
+    parser.add_argument(
+        "--generate", type=int, default=0, help="make this many 400x300 JPEGs in /tmp instead of --data"
+    )
     parser.add_argument("--image-size", type=int, default=224, help="the model's input side (default 224)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--limit", type=int, default=0, help="images per pass (default: all)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--cached-epochs", type=int, default=5, help="epochs served from the cache per repetition")
+    parser.add_argument(
+        "--cached-epochs", type=int, default=5, help="epochs served from the cache per repetition"
+    )
     args = parser.parse_args()
     if not args.data and not args.generate:
         parser.error("give --data DIR or --generate N")
@@ -161,7 +169,11 @@ def main() -> None:
     import keras
 
     # (b) is tf.data on the TensorFlow backend; elsewhere Keras's grain loader, if grain is installed.
-    folder_format = "tf" if keras.backend.backend() == "tensorflow" else ("grain" if importlib.util.find_spec("grain") else None)
+    folder_format = (
+        "tf"
+        if keras.backend.backend() == "tensorflow"
+        else ("grain" if importlib.util.find_spec("grain") else None)
+    )
     work = Path(tempfile.mkdtemp(prefix="imgai-bench-cache-"))
     from imgai.cache import choose_cache_mode, decoded_bytes
 
@@ -175,13 +187,21 @@ def main() -> None:
         for rep in range(args.repeats):
             record("a_classic", lambda: classic(data, size, args.batch_size, limit))
             if folder_format:
-                record("b_keras_folder", lambda: keras_folder_loader(data, size, args.batch_size, limit, folder_format))
+                record(
+                    "b_keras_folder",
+                    lambda: keras_folder_loader(data, size, args.batch_size, limit, folder_format),
+                )
             cold, cached = imgai_memory(files, size, args.batch_size, args.cached_epochs, limit)
             rates.setdefault("c_imgai_cold_memory", []).append(cold)
             rates.setdefault("d_imgai_cached_memory", []).append(cached)
             cold_dir = work / f"cold{rep}"
-            record("c_imgai_cold_disk", lambda: imgai_cold_disk(files, size, args.batch_size, cold_dir, limit))
-            record("d_imgai_cached_disk", lambda: imgai_cached_disk(files, size, args.batch_size, cold_dir, args.cached_epochs, limit))
+            record(
+                "c_imgai_cold_disk", lambda: imgai_cold_disk(files, size, args.batch_size, cold_dir, limit)
+            )
+            record(
+                "d_imgai_cached_disk",
+                lambda: imgai_cached_disk(files, size, args.batch_size, cold_dir, args.cached_epochs, limit),
+            )
             record("e_imgai_streaming", lambda: imgai_streaming(files, size, args.batch_size, limit))
             shutil.rmtree(cold_dir, ignore_errors=True)
     finally:
@@ -189,7 +209,10 @@ def main() -> None:
 
     best = {name: median(v) for name, v in rates.items()}
     base = best["a_classic"]
-    auto = {"memory": "c_imgai_cold_memory d_imgai_cached_memory", "disk": "c_imgai_cold_disk d_imgai_cached_disk"}.get(auto_mode, "")
+    auto = {
+        "memory": "c_imgai_cold_memory d_imgai_cached_memory",
+        "disk": "c_imgai_cold_disk d_imgai_cached_disk",
+    }.get(auto_mode, "")
     labels = {
         "a_classic": "(a) ImageDataGenerator.flow_from_directory",
         "b_keras_folder": f"(b) image_dataset_from_directory ({folder_format})",
@@ -200,8 +223,10 @@ def main() -> None:
         "e_imgai_streaming": "(e) imgai data.cache=none (streaming)",
     }
     labels = {k: v + ("  [auto]" if k in auto.split() else "") for k, v in labels.items()}
-    print(f"{len(files)} images from {data} -> {size[0]}x{size[1]}, batch {args.batch_size}, "
-          f"median of {args.repeats} interleaved repetitions, {info['cpus']} CPUs, backend {keras.backend.backend()}:")
+    print(
+        f"{len(files)} images from {data} -> {size[0]}x{size[1]}, batch {args.batch_size}, "
+        f"median of {args.repeats} interleaved repetitions, {info['cpus']} CPUs, backend {keras.backend.backend()}:"
+    )
     for name, rate in best.items():
         print(f"  {labels[name]:<56} {rate:10.0f} images/s  {rate / base:7.2f}x")
     if not folder_format:

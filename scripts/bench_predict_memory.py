@@ -58,10 +58,14 @@ def run(mode: str, model: str, data: str, out: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", required=True)
     parser.add_argument("--data", required=True, help="folder of images (searched recursively)")
-    parser.add_argument("--tmp", default="/tmp", help="where the two probability arrays are saved for the comparison")
+    parser.add_argument(
+        "--tmp", default="/tmp", help="where the two probability arrays are saved for the comparison"
+    )
     args = parser.parse_args()
 
     import numpy as np
@@ -77,8 +81,10 @@ def main() -> None:
     for mode, r in results.items():
         print(f"{mode:12} {r['peak_mb']:12.0f} {r['peak_mb'] - r['base_mb']:15.0f} {r['seconds']:8.1f}")
     growth_s, growth_a = s["peak_mb"] - s["base_mb"], a["peak_mb"] - a["base_mb"]
-    print(f"memory growth ratio (all at once / streamed): {growth_a / max(growth_s, 1):.1f}x; "
-          f"time ratio (streamed / all at once): {s['seconds'] / a['seconds']:.2f}")
+    print(
+        f"memory growth ratio (all at once / streamed): {growth_a / max(growth_s, 1):.1f}x; "
+        f"time ratio (streamed / all at once): {s['seconds'] / a['seconds']:.2f}"
+    )
     print(f"largest probability difference: {np.abs(s['probs'] - a['probs']).max():.2e}")
 
 

@@ -23,7 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", default="configs/cnn.yaml")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
@@ -43,7 +45,9 @@ def main() -> None:
     }
 
     def run_seconds(out: str, name: str, epochs: int, extra: list[str]) -> float:
-        config = load_config([args.config], [*args.overrides, f"train.epochs={epochs}", f"output.dir={out}", *extra])
+        config = load_config(
+            [args.config], [*args.overrides, f"train.epochs={epochs}", f"output.dir={out}", *extra]
+        )
         start = time.perf_counter()
         result = train(config, name=name, log=lambda _: None)
         seconds = time.perf_counter() - start
@@ -61,7 +65,10 @@ def main() -> None:
                 first = run_seconds(out, slug + "-1", 1, extra)
                 best[label] = min(best[label], (whole - first) / (args.epochs - 1))
     for label, seconds in best.items():
-        print(f"{label:>14}: {seconds:.3f} s per epoch (epochs 2..{args.epochs}, checkpoints included; best of {args.repeats})")
+        print(
+            f"{label:>14}: {seconds:.3f} s per epoch (epochs "
+            f"2..{args.epochs}, checkpoints included; best of {args.repeats})"
+        )
     print(f"ratio warmup+cosine / constant: {best['warmup+cosine'] / best['constant']:.3f}")
 
 

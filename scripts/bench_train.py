@@ -45,17 +45,30 @@ def _subset_folder(files, out: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", help="folder of class sub-folders")
-    parser.add_argument("--generate", type=int, default=0, help="make this many 400x300 JPEGs in /tmp instead of --data")
+    parser.add_argument(
+        "--generate", type=int, default=0, help="make this many 400x300 JPEGs in /tmp instead of --data"
+    )
     parser.add_argument("--model", default="cnn")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--limit", type=int, default=640, help="images used (0 = all); CPU training at 224 px is slow")
+    parser.add_argument(
+        "--limit", type=int, default=640, help="images used (0 = all); CPU training at 224 px is slow"
+    )
     parser.add_argument("--repeats", type=int, default=2, help="interleaved imgai / in-memory pairs")
     parser.add_argument("--cache", default="disk", choices=["auto", "memory", "disk", "none"])
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="extra imgai config override")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra imgai config override",
+    )
     args = parser.parse_args()
     if not args.data and not args.generate:
         parser.error("give --data DIR or --generate N")
@@ -82,9 +95,15 @@ def main() -> None:
         config = load_config(
             [],
             [
-                f"data.root={root}", f"data.image_size={args.image_size}", f"data.batch_size={args.batch_size}",
-                f"data.cache={args.cache}", f"data.cache_dir={work / 'cache'}", f"model.name={args.model}",
-                f"train.epochs={args.epochs}", f"output.dir={work / 'runs'}", *args.overrides,
+                f"data.root={root}",
+                f"data.image_size={args.image_size}",
+                f"data.batch_size={args.batch_size}",
+                f"data.cache={args.cache}",
+                f"data.cache_dir={work / 'cache'}",
+                f"model.name={args.model}",
+                f"train.epochs={args.epochs}",
+                f"output.dir={work / 'runs'}",
+                *args.overrides,
             ],
         )
 
@@ -118,7 +137,9 @@ def main() -> None:
                 return original_fit(self, *a, callbacks=[timer, *(callbacks or [])], **kw)
 
             keras.Model.fit = timed_fit
-            run_config = config.model_copy(update={"data": config.data.model_copy(update={"cache_dir": str(work / f"cache{rep}")})})
+            run_config = config.model_copy(
+                update={"data": config.data.model_copy(update={"cache_dir": str(work / f"cache{rep}")})}
+            )
             start = time.perf_counter()
             try:
                 with contextlib.redirect_stdout(io.StringIO()):
@@ -129,14 +150,29 @@ def main() -> None:
 
             # (2) the same model on the same images, already in memory as float32 tensors.
             keras.utils.set_random_seed(config.seed)
-            model = create_model(config.model, config.data.image_size, 3, len(files.class_names), config.data.interpolation)
+            model = create_model(
+                config.model, config.data.image_size, 3, len(files.class_names), config.data.interpolation
+            )
             model.compile(
-                optimizer=keras.optimizers.get({"class_name": config.train.optimizer, "config": {"learning_rate": config.train.learning_rate}}),
+                optimizer=keras.optimizers.get(
+                    {
+                        "class_name": config.train.optimizer,
+                        "config": {"learning_rate": config.train.learning_rate},
+                    }
+                ),
                 loss=config.train.loss,
                 metrics=["accuracy"],
             )
             memory_runs.append([])
-            model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, shuffle=True, callbacks=[EpochTimer(memory_runs[-1])], verbose=0)
+            model.fit(
+                x,
+                y,
+                batch_size=args.batch_size,
+                epochs=args.epochs,
+                shuffle=True,
+                callbacks=[EpochTimer(memory_runs[-1])],
+                verbose=0,
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -150,15 +186,27 @@ def main() -> None:
     first_memory = median([run[0] for run in memory_rates])
     imgai_wall = median(walls)
     cache_lines = [line for line in log if "cache" in line.lower() or line.startswith("Decoded")]
-    print(f"{n} images from {data} at {args.image_size} px, model {args.model}, batch {args.batch_size}, "
-          f"{args.epochs} epochs, backend {keras.backend.backend()}, data.cache={args.cache}:")
+    print(
+        f"{n} images from {data} at {args.image_size} px, model {args.model}, batch {args.batch_size}, "
+        f"{args.epochs} epochs, backend {keras.backend.backend()}, data.cache={args.cache}:"
+    )
     for line in cache_lines:
         print(f"  imgai: {line}")
     for rep in range(args.repeats):
-        print(f"  run {rep + 1}: imgai end to end   epochs: {', '.join(f'{r:.1f}' for r in imgai_rates[rep])} images/s; wall {walls[rep]:.1f} s in all")
-        print(f"  run {rep + 1}: in-memory tensors  epochs: {', '.join(f'{r:.1f}' for r in memory_rates[rep])} images/s")
-    print(f"  medians, epochs after the first: imgai {later_imgai:.1f}, in-memory {later_memory:.1f} images/s")
-    print(f"  fed fraction (epochs after the first): {later_imgai / later_memory:.1%}; first epoch: {first_imgai / first_memory:.1%}")
+        print(
+            f"  run {rep + 1}: imgai end to end   epochs: "
+            f"{', '.join(f'{r:.1f}' for r in imgai_rates[rep])} images/s; wall {walls[rep]:.1f} s in all"
+        )
+        print(
+            f"  run {rep + 1}: in-memory tensors  epochs: {', '.join(f'{r:.1f}' for r in memory_rates[rep])} images/s"
+        )
+    print(
+        f"  medians, epochs after the first: imgai {later_imgai:.1f}, in-memory {later_memory:.1f} images/s"
+    )
+    print(
+        f"  fed fraction (epochs after the first): {later_imgai / later_memory:.1%}; "
+        f"first epoch: {first_imgai / first_memory:.1%}"
+    )
     benchlib.print_json(
         {
             "benchmark": "train",

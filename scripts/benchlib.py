@@ -27,7 +27,9 @@ silence_frameworks()
 import_keras()  # loaded here with its start-up lines parked, before any benchmark imports it
 
 
-def make_jpegs(out_dir: str | Path, count: int, width: int = 400, height: int = 300, classes: int = 5, seed: int = 0) -> Path:
+def make_jpegs(
+    out_dir: str | Path, count: int, width: int = 400, height: int = 300, classes: int = 5, seed: int = 0
+) -> Path:
     """``count`` photo-like JPEGs (smooth colour fields plus noise) in ``classes`` class folders.
 
     Kept if ``out_dir`` already holds exactly that many, so repeated runs reuse them.
@@ -47,7 +49,9 @@ def make_jpegs(out_dir: str | Path, count: int, width: int = 400, height: int = 
     def write(i: int) -> None:
         rng = np.random.default_rng([seed, i])
         coarse = rng.integers(0, 256, size=(6, 8, 3), dtype=np.uint8)
-        base = np.asarray(Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC), dtype=np.int16)
+        base = np.asarray(
+            Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC), dtype=np.int16
+        )
         noisy = np.clip(base + rng.normal(0, 12, size=base.shape), 0, 255).astype(np.uint8)
         Image.fromarray(noisy).save(out_dir / f"class_{i % classes}" / f"img_{i:06d}.jpg", quality=90)
 
@@ -80,7 +84,9 @@ def machine() -> dict:
     }
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
-            info["cpu"] = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")
+            info["cpu"] = next(
+                (line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), ""
+            )
     except OSError:
         pass
     try:

@@ -22,7 +22,9 @@ MODELS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", required=True, help="Folder with one sub-folder per class.")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=10)
@@ -39,9 +41,17 @@ def main() -> None:
 
     out = Path(args.out or tempfile.mkdtemp(prefix="compare_scratch_"))
     common = [
-        f"data.root={args.data}", "data.validation_split=0.2", f"data.image_size={args.size}", "seed=123",
-        f"train.epochs={args.epochs}", "train.optimizer=adamw", "train.learning_rate=0.001",
-        "augment.flip=horizontal", "augment.contrast=0.2", "augment.brightness=0.2", f"output.dir={out}",
+        f"data.root={args.data}",
+        "data.validation_split=0.2",
+        f"data.image_size={args.size}",
+        "seed=123",
+        f"train.epochs={args.epochs}",
+        "train.optimizer=adamw",
+        "train.learning_rate=0.001",
+        "augment.flip=horizontal",
+        "augment.contrast=0.2",
+        "augment.brightness=0.2",
+        f"output.dir={out}",
     ]
     rows = []
     for name in args.models:
@@ -54,7 +64,9 @@ def main() -> None:
         rows.append((name, flops, result, last))
 
     print(f"\n{args.epochs} epochs at {args.size}x{args.size}, runs in {out}")
-    print(f"{'model':<12}{'params':>12}{'MFLOPs':>9}{'s/epoch':>9}{'best val':>10}{'last val':>10}{'best/GFLOP':>12}")
+    print(
+        f"{'model':<12}{'params':>12}{'MFLOPs':>9}{'s/epoch':>9}{'best val':>10}{'last val':>10}{'best/GFLOP':>12}"
+    )
     for name, flops, result, last in rows:
         params = load_params(result.best_model)
         print(

@@ -20,7 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 def split_dataset(tmp_path_factory) -> Path:
     """root/{train,val,test}/{circle,square,triangle}/*.png at 32x32 — tiny and fast."""
     root = tmp_path_factory.mktemp("shapes_split")
-    make_shapes_dataset(root, {"train": 12, "val": 4, "test": 4}, shapes=("circle", "square", "triangle"), size=32, fmt="png")
+    make_shapes_dataset(
+        root, {"train": 12, "val": 4, "test": 4}, shapes=("circle", "square", "triangle"), size=32, fmt="png"
+    )
     return root
 
 

@@ -5,17 +5,27 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from conftest import REPO, run_imgai  # noqa: E402
 from imgai.augment import Augmenter, augment_batches, batch_seed, build_layers, describe  # noqa: E402
 from imgai.batches import ArrayBatches  # noqa: E402
 from imgai.config import load_config  # noqa: E402
 from imgai.errors import ImgaiError  # noqa: E402
-from conftest import REPO, run_imgai  # noqa: E402
 
 EVERYTHING = [
-    "augment.flip=horizontal", "augment.rotation=0.1", "augment.zoom=0.1", "augment.translation=0.1",
-    "augment.shear=0.1", "augment.contrast=0.2", "augment.brightness=0.2", "augment.saturation=0.2",
-    "augment.hue=0.1", "augment.crop=0.75", "augment.randaugment=2", "augment.erasing=0.5",
-    "augment.mixup=0.2", "augment.cutmix=1.0",
+    "augment.flip=horizontal",
+    "augment.rotation=0.1",
+    "augment.zoom=0.1",
+    "augment.translation=0.1",
+    "augment.shear=0.1",
+    "augment.contrast=0.2",
+    "augment.brightness=0.2",
+    "augment.saturation=0.2",
+    "augment.hue=0.1",
+    "augment.crop=0.75",
+    "augment.randaugment=2",
+    "augment.erasing=0.5",
+    "augment.mixup=0.2",
+    "augment.cutmix=1.0",
 ]
 
 
@@ -41,9 +51,20 @@ def test_every_switch_maps_onto_its_keras_layer():
     layers = build_layers(aug_cfg(*EVERYTHING), (32, 32), 3, seed=1)
     kinds = [layer.__class__.__name__ for layer in layers]
     assert kinds == [
-        "RandomCrop", "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomShear",
-        "RandomContrast", "RandomBrightness", "RandomSaturation", "RandomHue", "RandAugment",
-        "RandomErasing", "MixUp", "CutMix",
+        "RandomCrop",
+        "RandomFlip",
+        "RandomRotation",
+        "RandomZoom",
+        "RandomTranslation",
+        "RandomShear",
+        "RandomContrast",
+        "RandomBrightness",
+        "RandomSaturation",
+        "RandomHue",
+        "RandAugment",
+        "RandomErasing",
+        "MixUp",
+        "CutMix",
     ]
     assert layers[0].height == 24 and layers[0].width == 24  # crop=0.75 of 32
     assert layers[2].fill_mode == "reflect" and layers[-2].alpha == 0.2
@@ -118,11 +139,22 @@ def test_bad_augment_values_name_the_key():
 def test_training_with_augmentation_saves_a_model_without_it(split_dataset, tmp_path):
     from imgai.train import train
 
-    config = load_config([], [
-        f"data.root={split_dataset}", "data.image_size=32", "data.batch_size=8", "model.name=sepresnet",
-        "model.widths=[8,16,32]", "train.epochs=1", f"output.dir={tmp_path}",
-        "augment.flip=horizontal", "augment.rotation=0.1", "augment.zoom=0.1", "augment.mixup=0.2",
-    ])
+    config = load_config(
+        [],
+        [
+            f"data.root={split_dataset}",
+            "data.image_size=32",
+            "data.batch_size=8",
+            "model.name=sepresnet",
+            "model.widths=[8,16,32]",
+            "train.epochs=1",
+            f"output.dir={tmp_path}",
+            "augment.flip=horizontal",
+            "augment.rotation=0.1",
+            "augment.zoom=0.1",
+            "augment.mixup=0.2",
+        ],
+    )
     lines = []
     result = train(config, log=lines.append)
     assert any(line.startswith("Augmentation: flip=horizontal, rotation=0.1") for line in lines)
@@ -135,8 +167,17 @@ def test_training_with_augmentation_saves_a_model_without_it(split_dataset, tmp_
 def test_preview_cli_writes_a_labelled_grid(split_dataset, tmp_path):
     out = tmp_path / "grid.png"
     proc = run_imgai(
-        "data", "preview", f"data.root={split_dataset}", "data.image_size=32", "augment.flip=horizontal",
-        "augment.cutmix=1.0", "--count", "6", "--output", str(out), cwd=tmp_path,
+        "data",
+        "preview",
+        f"data.root={split_dataset}",
+        "data.image_size=32",
+        "augment.flip=horizontal",
+        "augment.cutmix=1.0",
+        "--count",
+        "6",
+        "--output",
+        str(out),
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     assert "Wrote 6 augmented samples" in proc.stdout
@@ -144,7 +185,9 @@ def test_preview_cli_writes_a_labelled_grid(split_dataset, tmp_path):
 
     with Image.open(out) as image:
         assert image.format == "PNG" and image.width > 200 and image.height > 100
-    bad = run_imgai("data", "preview", f"data.root={split_dataset}", "--output", str(tmp_path / "grid.jpg"), cwd=tmp_path)
+    bad = run_imgai(
+        "data", "preview", f"data.root={split_dataset}", "--output", str(tmp_path / "grid.jpg"), cwd=tmp_path
+    )
     assert bad.returncode == 2 and bad.stderr.startswith("Error: ") and "must be a .png" in bad.stderr
     assert "Traceback" not in bad.stderr
 
@@ -159,7 +202,8 @@ def test_jax_backend_compiles_the_step_without_tensorflow(tmp_path):
         "import sys, numpy as np\n"
         "from imgai.config import load_config\n"
         "from imgai.augment import Augmenter\n"
-        "cfg = load_config([], ['augment.crop=0.75', 'augment.flip=horizontal', 'augment.rotation=0.1', 'augment.mixup=0.2'])\n"
+        "cfg = load_config([], ['augment.crop=0.75', 'augment.flip=horizontal', "
+        "'augment.rotation=0.1', 'augment.mixup=0.2'])\n"
         "a = Augmenter(cfg.augment, (32, 32), 3, seed=1)\n"
         "x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype('float32')\n"
         "y = np.eye(2, dtype='float32')[[0, 1, 0, 1]]\n"
@@ -170,5 +214,7 @@ def test_jax_backend_compiles_the_step_without_tensorflow(tmp_path):
     )
     env = dict(os.environ, KERAS_BACKEND="jax")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]

@@ -44,17 +44,33 @@ def test_train_eval_predict_on_jax_without_tensorflow(split_dataset, tmp_path):
     env = {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
 
     def imgai(*args):
-        full_env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
+        full_env = {
+            **os.environ,
+            **env,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])),
+        }
         result = subprocess.run(
-            [sys.executable, "-c", NO_TENSORFLOW, *args], cwd=tmp_path, env=full_env, capture_output=True, text=True, timeout=300
+            [sys.executable, "-c", NO_TENSORFLOW, *args],
+            cwd=tmp_path,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert result.returncode == 0, result.stderr + result.stdout
         return result
 
     for cache_mode in ("disk", "none"):
         imgai(
-            "train", f"data.root={split_dataset}", "data.image_size=32", "train.epochs=1", "data.batch_size=8",
-            "model.filters=[4]", "model.dense_units=8", f"data.cache={cache_mode}", f"data.cache_dir={tmp_path / 'cache'}",
+            "train",
+            f"data.root={split_dataset}",
+            "data.image_size=32",
+            "train.epochs=1",
+            "data.batch_size=8",
+            "model.filters=[4]",
+            "model.dense_units=8",
+            f"data.cache={cache_mode}",
+            f"data.cache_dir={tmp_path / 'cache'}",
         )
     imgai("eval")
     metrics = json.loads((tmp_path / "runs" / "run2" / "metrics.json").read_text())

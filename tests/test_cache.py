@@ -25,8 +25,10 @@ def folder(tmp_path) -> Path:
 
 
 def _load(folder: Path, cache_dir: Path, size=(32, 32), color_mode="rgb", messages=None):
-    log = (messages.append if messages is not None else lambda _: None)
-    return load_disk_cache(scan_folder(folder), size, color_mode, "bilinear", cache_dir, workers=2, log=log, progress=False)
+    log = messages.append if messages is not None else lambda _: None
+    return load_disk_cache(
+        scan_folder(folder), size, color_mode, "bilinear", cache_dir, workers=2, log=log, progress=False
+    )
 
 
 def test_second_load_is_a_hit_with_the_same_pixels(folder, tmp_path):
@@ -121,7 +123,11 @@ def test_cache_is_memory_mapped_and_batches_keep_memory_flat(tmp_path, reader):
     _load(root, tmp_path / "cache", size)
     before = _rss_file_kb()
     decoded = _load(root, tmp_path / "cache", size)
-    assert decoded.cache_file is not None and not decoded.images.flags.owndata and not decoded.images.flags.writeable
+    assert (
+        decoded.cache_file is not None
+        and not decoded.images.flags.owndata
+        and not decoded.images.flags.writeable
+    )
     assert _rss_file_kb() - before < 2_000  # opening maps the file; nothing is read yet
     if reader == "memory map":  # the fallback where os.preadv is missing: pages released per 1 MB
         os.close(decoded.cache_file._fd)

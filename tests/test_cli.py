@@ -30,7 +30,9 @@ def workdir(tmp_path_factory, split_dataset):
 
 @pytest.fixture(scope="module")
 def trained(workdir):
-    result = run_imgai("train", "--config", "tiny.yaml", "train.epochs=2", "--name", "e2e", *TINY, cwd=workdir)
+    result = run_imgai(
+        "train", "--config", "tiny.yaml", "train.epochs=2", "--name", "e2e", *TINY, cwd=workdir
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     return workdir, result
 
@@ -120,7 +122,13 @@ def test_predict_formats_and_plain_keras_agree(trained, split_dataset):
         "print(json.dumps([names[i] for i in m.predict(x, verbose=0).argmax(1)]))\n"
         "assert not any(k.startswith('imgai') for k in sys.modules)\n"
     )
-    plain = subprocess.run([sys.executable, "-c", code], input=json.dumps([r["path"] for r in rows]), capture_output=True, text=True, timeout=120)
+    plain = subprocess.run(
+        [sys.executable, "-c", code],
+        input=json.dumps([r["path"] for r in rows]),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert plain.returncode == 0, plain.stderr
     assert json.loads(plain.stdout.strip().splitlines()[-1]) == [r["predictions"][0]["class"] for r in rows]
 
@@ -130,7 +138,9 @@ def test_predict_reports_bad_files_and_continues(trained, split_dataset, tmp_pat
     good = next((split_dataset / "test" / "circle").glob("*.png"))
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not an image")
-    result = run_imgai("predict", str(good), str(broken), str(tmp_path / "missing.jpg"), "--format", "json", cwd=workdir)
+    result = run_imgai(
+        "predict", str(good), str(broken), str(tmp_path / "missing.jpg"), "--format", "json", cwd=workdir
+    )
     assert result.returncode == 1
     assert no_traceback(result)
     rows = {Path(r["path"]).name: r for r in json.loads(result.stdout)}
@@ -175,7 +185,9 @@ def test_typo_in_key_exits_2_and_names_the_fix(workdir):
 
 
 def test_missing_data_folder_exits_2_with_one_line(workdir):
-    result = run_imgai("train", "--config", "tiny.yaml", "data.root=/no/such/folder", "--name", "never", cwd=workdir)
+    result = run_imgai(
+        "train", "--config", "tiny.yaml", "data.root=/no/such/folder", "--name", "never", cwd=workdir
+    )
     assert result.returncode == 2 and no_traceback(result)
     assert len(result.stderr.strip().splitlines()) == 1 and "/no/such/folder" in result.stderr
     assert not (workdir / "runs" / "never").exists()  # nothing created for a run that could not start
@@ -233,7 +245,9 @@ def test_config_commands(tmp_path):
 
 
 def test_data_sample_command(tmp_path):
-    result = run_imgai("data", "sample", str(tmp_path / "s"), "--per-class", "4", "--size", "32", cwd=tmp_path)
+    result = run_imgai(
+        "data", "sample", str(tmp_path / "s"), "--per-class", "4", "--size", "32", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / "s" / "train" / "circle").glob("*.jpg"))) == 4
     again = run_imgai("data", "sample", str(tmp_path / "s"), cwd=tmp_path)
@@ -242,7 +256,13 @@ def test_data_sample_command(tmp_path):
 
 def test_a_model_error_before_the_first_epoch_leaves_no_run_folder(tmp_path, split_dataset):
     result = run_imgai(
-        "train", f"data.root={split_dataset}", "model.filters=[8,8,8,8,8]", "data.image_size=[32,32]", "--name", "small", cwd=tmp_path
+        "train",
+        f"data.root={split_dataset}",
+        "model.filters=[8,8,8,8,8]",
+        "data.image_size=[32,32]",
+        "--name",
+        "small",
+        cwd=tmp_path,
     )
     assert result.returncode == 2 and no_traceback(result)
     assert "too small" in result.stderr
@@ -252,17 +272,29 @@ def test_a_model_error_before_the_first_epoch_leaves_no_run_folder(tmp_path, spl
 def test_backbone_from_a_weights_file_with_fine_tune_stage_end_to_end(tmp_path, split_dataset):
     keras = pytest.importorskip("keras")
     weights = tmp_path / "mnv3s.weights.h5"
-    keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(weights)
+    keras.applications.MobileNetV3Small(
+        include_top=False, weights=None, input_shape=(32, 32, 3)
+    ).save_weights(weights)
     result = run_imgai(
-        "train", f"data.root={split_dataset}", "model.name=mobilenetv3small", f"model.weights={weights}",
-        "data.image_size=[32,32]", "data.batch_size=12", "train.epochs=2", "train.fine_tune_after=1", "--name", "bb",
+        "train",
+        f"data.root={split_dataset}",
+        "model.name=mobilenetv3small",
+        f"model.weights={weights}",
+        "data.image_size=[32,32]",
+        "data.batch_size=12",
+        "train.epochs=2",
+        "train.fine_tune_after=1",
+        "--name",
+        "bb",
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "Fine-tune stage from epoch 2" in result.stdout
     history = list(csv.DictReader((tmp_path / "runs" / "bb" / "history.csv").open()))
     assert [row["epoch"] for row in history] == ["1", "2"]
-    assert float(history[1]["learning_rate"]) < float(history[0]["learning_rate"])  # lower rate when fine-tuning
+    assert float(history[1]["learning_rate"]) < float(
+        history[0]["learning_rate"]
+    )  # lower rate when fine-tuning
     predicted = run_imgai("predict", str(split_dataset / "test" / "circle"), "--format", "json", cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr
     assert len(json.loads(predicted.stdout)) == 4

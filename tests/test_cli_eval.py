@@ -16,8 +16,16 @@ from PIL import Image
 from conftest import run_imgai
 
 TINY = ["model.filters=[8,16]", "model.dense_units=16", "data.image_size=[32,32]", "data.batch_size=8"]
-REPORT = {"metrics.json", "per_class.csv", "confusion_matrix.csv", "predictions.csv", "summary.md",
-          "confusion_matrix.png", "confusion_matrix_normalized.png", "training_curves.png"}
+REPORT = {
+    "metrics.json",
+    "per_class.csv",
+    "confusion_matrix.csv",
+    "predictions.csv",
+    "summary.md",
+    "confusion_matrix.png",
+    "confusion_matrix_normalized.png",
+    "training_curves.png",
+}
 
 
 def clean(result):
@@ -52,7 +60,9 @@ def imgai(*args, cwd, input=None):
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, split_dataset):
     work = tmp_path_factory.mktemp("evalproject")
-    result = run_imgai("train", f"data.root={split_dataset}", "train.epochs=2", "--name", "m", *TINY, cwd=work)
+    result = run_imgai(
+        "train", f"data.root={split_dataset}", "train.epochs=2", "--name", "m", *TINY, cwd=work
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     return work
 
@@ -63,13 +73,35 @@ def test_eval_writes_the_full_report(project):
     run = project / "runs" / "m"
     assert REPORT <= {p.name for p in run.iterdir()}
     metrics = json.loads((run / "metrics.json").read_text())
-    for key in ("loss", "accuracy", "top2_accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
-                "recall_weighted", "f1_weighted", "per_class", "confusion_matrix", "num_images", "num_skipped",
-                "class_names", "model", "model_sha256", "data", "imgai_version", "keras_version", "backend", "timestamp"):
+    for key in (
+        "loss",
+        "accuracy",
+        "top2_accuracy",
+        "precision_macro",
+        "recall_macro",
+        "f1_macro",
+        "precision_weighted",
+        "recall_weighted",
+        "f1_weighted",
+        "per_class",
+        "confusion_matrix",
+        "num_images",
+        "num_skipped",
+        "class_names",
+        "model",
+        "model_sha256",
+        "data",
+        "imgai_version",
+        "keras_version",
+        "backend",
+        "timestamp",
+    ):
         assert key in metrics, key
     assert len(metrics["model_sha256"]) == 64 and metrics["num_images"] == 12
     assert sum(map(sum, metrics["confusion_matrix"])) == 12
-    wrong = [r for r in csv.DictReader((run / "predictions.csv").open()) if r["true_class"] != r["predicted_class"]]
+    wrong = [
+        r for r in csv.DictReader((run / "predictions.csv").open()) if r["true_class"] != r["predicted_class"]
+    ]
     assert (run / "misclassified.png").is_file() == bool(wrong)
     for png in run.glob("*.png"):
         with Image.open(png) as img:
@@ -78,15 +110,34 @@ def test_eval_writes_the_full_report(project):
 
 
 def test_gate_exit_codes(project, tmp_path):
-    failed = run_imgai("eval", "--run", "m", "--fail-under", "accuracy=1.01", "--output-dir", str(tmp_path / "r1"), cwd=project)
+    failed = run_imgai(
+        "eval",
+        "--run",
+        "m",
+        "--fail-under",
+        "accuracy=1.01",
+        "--output-dir",
+        str(tmp_path / "r1"),
+        cwd=project,
+    )
     assert failed.returncode == 1 and clean(failed)
     assert "FAILED  accuracy" in failed.stdout and ">= 1.0100" in failed.stdout
     assert (tmp_path / "r1" / "metrics.json").is_file()  # the report is written even when the gate fails
     assert json.loads((tmp_path / "r1" / "metrics.json").read_text())["gate"]["passed"] is False
     assert "FAILED" in (tmp_path / "r1" / "summary.md").read_text()
 
-    passed = imgai("eval", "--run", "m", "--fail-under", "accuracy=0", "--min-class-recall", "0",
-                       "--output-dir", str(tmp_path / "r2"), cwd=project)
+    passed = imgai(
+        "eval",
+        "--run",
+        "m",
+        "--fail-under",
+        "accuracy=0",
+        "--min-class-recall",
+        "0",
+        "--output-dir",
+        str(tmp_path / "r2"),
+        cwd=project,
+    )
     assert passed.returncode == 0, passed.stderr
     assert "PASSED  accuracy" in passed.stdout and passed.stdout.count("PASSED  recall[") == 3
 
@@ -103,15 +154,38 @@ def test_baseline_and_config_gate(project, tmp_path):
         assert imgai("eval", "--run", "m", cwd=project).returncode == 0
     baseline = tmp_path / "baseline.json"
     shutil.copy(base, baseline)
-    same = imgai("eval", "--run", "m", "--baseline", str(baseline), "--max-drop", "accuracy=0",
-                     "--output-dir", str(tmp_path / "r"), cwd=project)
+    same = imgai(
+        "eval",
+        "--run",
+        "m",
+        "--baseline",
+        str(baseline),
+        "--max-drop",
+        "accuracy=0",
+        "--output-dir",
+        str(tmp_path / "r"),
+        cwd=project,
+    )
     assert same.returncode == 0 and "minus max drop 0" in same.stdout  # same model, same data: no drop
 
     gate = tmp_path / "gate.yaml"
     gate.write_text("eval:\n  fail_under:\n    accuracy: 1.01\n")
-    from_config = imgai("eval", "--run", "m", "-c", str(gate), "--output-dir", str(tmp_path / "r"), cwd=project)
+    from_config = imgai(
+        "eval", "--run", "m", "-c", str(gate), "--output-dir", str(tmp_path / "r"), cwd=project
+    )
     assert from_config.returncode == 1 and "FAILED  accuracy" in from_config.stdout
-    flag_wins = imgai("eval", "--run", "m", "-c", str(gate), "--fail-under", "accuracy=0", "--output-dir", str(tmp_path / "r"), cwd=project)
+    flag_wins = imgai(
+        "eval",
+        "--run",
+        "m",
+        "-c",
+        str(gate),
+        "--fail-under",
+        "accuracy=0",
+        "--output-dir",
+        str(tmp_path / "r"),
+        cwd=project,
+    )
     assert flag_wins.returncode == 0 and "PASSED  accuracy" in flag_wins.stdout
     gate.write_text("eval:\n  fail_under:\n    acuracy: 0.5\n")
     bad = imgai("eval", "--run", "m", "-c", str(gate), cwd=project)
@@ -135,8 +209,17 @@ def test_predict_folder_as_csv_with_a_non_image(project, split_dataset, tmp_path
 def test_predict_stdin_globs_and_output_file(project, split_dataset, tmp_path):
     paths = sorted(str(p) for p in (split_dataset / "test" / "square").glob("*.png"))
     out = tmp_path / "preds.jsonl"
-    result = imgai("predict", "-", str(split_dataset / "test" / "tri*" / "*.png"), "--format", "jsonl",
-                       "--output", str(out), cwd=project, input="\n".join(paths) + "\n")
+    result = imgai(
+        "predict",
+        "-",
+        str(split_dataset / "test" / "tri*" / "*.png"),
+        "--format",
+        "jsonl",
+        "--output",
+        str(out),
+        cwd=project,
+        input="\n".join(paths) + "\n",
+    )
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["path"] for r in lines[:4]] == paths and len(lines) == 8
@@ -148,7 +231,16 @@ def test_predict_stdin_globs_and_output_file(project, split_dataset, tmp_path):
 
 def test_predict_equals_eval(project, split_dataset, tmp_path):
     """One code path: the probabilities predict prints are those eval scored, image by image."""
-    scored = imgai("eval", "--run", "m", "--data", str(split_dataset / "test"), "--output-dir", str(tmp_path), cwd=project)
+    scored = imgai(
+        "eval",
+        "--run",
+        "m",
+        "--data",
+        str(split_dataset / "test"),
+        "--output-dir",
+        str(tmp_path),
+        cwd=project,
+    )
     assert scored.returncode == 0, scored.stderr
     from_eval = {r["path"]: r for r in csv.DictReader((tmp_path / "predictions.csv").open())}
     predicted = imgai("predict", str(split_dataset / "test"), "--format", "json", "-k", "3", cwd=project)
@@ -168,9 +260,15 @@ def test_explain_command(project, split_dataset, tmp_path):
     assert result.returncode == 0, result.stderr
     out = tmp_path / f"{image.stem}_gradcam.png"
     assert out.is_file() and "predicted" in result.stdout and str(out) in result.stdout
-    named = imgai("explain", str(image), "--run", "m", "--class", "circle", "-o", str(tmp_path / "c.png"), cwd=project)
-    assert named.returncode == 0 and "explained 'circle'" in named.stdout or "predicted circle" in named.stdout
+    named = imgai(
+        "explain", str(image), "--run", "m", "--class", "circle", "-o", str(tmp_path / "c.png"), cwd=project
+    )
+    assert (
+        named.returncode == 0 and "explained 'circle'" in named.stdout or "predicted circle" in named.stdout
+    )
     two = imgai("explain", str(image), str(image), "-o", str(tmp_path / "x.png"), "--run", "m", cwd=project)
     assert two.returncode == 2 and "--output-dir" in two.stderr and clean(two)
-    bad = imgai("explain", str(image), "--run", "m", "--class", "hexagon", "-o", str(tmp_path / "h.png"), cwd=project)
+    bad = imgai(
+        "explain", str(image), "--run", "m", "--class", "hexagon", "-o", str(tmp_path / "h.png"), cwd=project
+    )
     assert bad.returncode == 2 and "hexagon" in bad.stderr and clean(bad)

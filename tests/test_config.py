@@ -48,7 +48,9 @@ def test_files_merge_in_order_later_wins(tmp_path):
 
 def test_overrides_are_parsed_as_yaml_and_win_over_files(tmp_path):
     a = write(tmp_path / "a.yaml", "train:\n  epochs: 3\n")
-    cfg = load_config([a], ["train.epochs=7", "data.image_size=[128,96]", "train.learning_rate=3e-4", "data.root=x y"])
+    cfg = load_config(
+        [a], ["train.epochs=7", "data.image_size=[128,96]", "train.learning_rate=3e-4", "data.root=x y"]
+    )
     assert cfg.train.epochs == 7
     assert cfg.data.image_size == (128, 96)
     assert cfg.train.learning_rate == pytest.approx(3e-4)

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from types import SimpleNamespace
 
 from imgai.config import load_config
 from imgai.data import (
@@ -150,7 +149,9 @@ def _photo_like(width: int, height: int, seed: int = 0):
     return Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC)
 
 
-@pytest.mark.parametrize("source_size, target", [((131, 97), (64, 48)), ((1000, 760), (224, 224)), ((90, 60), (120, 160))])
+@pytest.mark.parametrize(
+    "source_size, target", [((131, 97), (64, 48)), ((1000, 760), (224, 224)), ((90, 60), (120, 160))]
+)
 def test_jpeg_decoders_give_identical_pixels(tmp_path, monkeypatch, source_size, target):
     """simplejpeg is only a speed-up: Pillow (used without it) decodes the same pixels, DCT
     scaling of large JPEGs included (the 1000x760 photo is decoded at 1/2 scale for 224 px)."""
@@ -170,9 +171,17 @@ def test_jpeg_decoders_give_identical_pixels(tmp_path, monkeypatch, source_size,
 
 @pytest.mark.parametrize(
     "interpolation, resizer",
-    [("bilinear", "opencv"), ("nearest", "opencv"), ("bicubic", "opencv"), ("bilinear", "pillow"), ("nearest", "pillow")],
+    [
+        ("bilinear", "opencv"),
+        ("nearest", "opencv"),
+        ("bicubic", "opencv"),
+        ("bilinear", "pillow"),
+        ("nearest", "pillow"),
+    ],
 )
-def test_loader_resizes_like_the_resize_layer_inside_the_model(tmp_path, monkeypatch, capsys, interpolation, resizer):
+def test_loader_resizes_like_the_resize_layer_inside_the_model(
+    tmp_path, monkeypatch, capsys, interpolation, resizer
+):
     """The loader's resize and keras.layers.Resizing (in every saved model) agree to within one
     grey level, downscaling and upscaling, so an image fed to the .keras file at another size in
     plain Keras is treated as imgai treats it. Without OpenCV, Pillow stands in, as closely."""
@@ -202,7 +211,9 @@ def test_decode_files_stores_on_the_workers_and_a_store_error_is_not_a_bad_file(
 
     paths = scan_folder(flat_dataset).paths
     stored: dict[int, np.ndarray] = {}
-    results = list(decode_files(paths, (16, 16), "rgb", "bilinear", workers=2, store=stored.__setitem__, block=4))
+    results = list(
+        decode_files(paths, (16, 16), "rgb", "bilinear", workers=2, store=stored.__setitem__, block=4)
+    )
     assert [i for i, _, _ in results] == list(range(len(paths)))  # in order
     assert all(image is None and reason is None for _, image, reason in results)
     assert sorted(stored) == list(range(len(paths)))
@@ -259,7 +270,9 @@ def test_batches_are_one_hot_and_reshuffled_each_epoch(flat_dataset):
     batches = make_batches(decoded, 3, batch_size=8, shuffle=True, seed=0)
     assert len(batches) == 4
     x, y = batches[0]
-    assert x.dtype == np.uint8 and x.shape == (8, 32, 32, 3) and x.max() > 1  # cast and rescaling are in the model
+    assert (
+        x.dtype == np.uint8 and x.shape == (8, 32, 32, 3) and x.max() > 1
+    )  # cast and rescaling are in the model
     assert y.shape == (8, 3) and np.all(y.sum(axis=1) == 1)
     first = np.concatenate([batches[i][1] for i in range(len(batches))])
     assert first.sum(axis=0).tolist() == [10, 10, 10]
@@ -280,10 +293,18 @@ def test_a_resumed_run_gets_the_same_epoch_order(flat_dataset):
     running.on_epoch_end()
     resumed = make_batches(decoded, 3, batch_size=8, shuffle=True, seed=5, epoch=2)
     assert np.array_equal(running._order, resumed._order)
-    assert not np.array_equal(resumed._order, make_batches(decoded, 3, batch_size=8, shuffle=True, seed=5)._order)
+    assert not np.array_equal(
+        resumed._order, make_batches(decoded, 3, batch_size=8, shuffle=True, seed=5)._order
+    )
 
 
 def test_iter_image_files_filters_extensions(tmp_path):
     for name in ("a.JPG", "b.jpeg", "c.png", "d.gif", "e.bmp", "f.txt", "g.tiff"):
         (tmp_path / name).write_bytes(b"")
-    assert [Path(p).name for p in iter_image_files(tmp_path)] == ["a.JPG", "b.jpeg", "c.png", "d.gif", "e.bmp"]
+    assert [Path(p).name for p in iter_image_files(tmp_path)] == [
+        "a.JPG",
+        "b.jpeg",
+        "c.png",
+        "d.gif",
+        "e.bmp",
+    ]

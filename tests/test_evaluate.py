@@ -46,7 +46,8 @@ def test_precision_recall_f1_by_hand():
 def test_loss_and_top_k():
     labels = np.array([0, 1, 2, 3])
     probs = np.array(
-        [[0.7, 0.1, 0.1, 0.1], [0.5, 0.4, 0.05, 0.05], [0.1, 0.2, 0.3, 0.4], [0.1, 0.2, 0.3, 0.4]], dtype=np.float32
+        [[0.7, 0.1, 0.1, 0.1], [0.5, 0.4, 0.05, 0.05], [0.1, 0.2, 0.3, 0.4], [0.1, 0.2, 0.3, 0.4]],
+        dtype=np.float32,
     )
     m = compute_metrics(probs, labels, ["a", "b", "c", "d"], top_k=2)
     assert m["loss"] == pytest.approx(-np.mean(np.log([0.7, 0.4, 0.3, 0.4])), rel=1e-5)
@@ -86,18 +87,45 @@ def test_write_report_files(tmp_path):
     labels = np.array([0, 0, 1, 1, 2, 2])
     probs = one_hot_probs(np.array([0, 1, 1, 1, 2, 0]), 0.9)
     metrics = compute_metrics(probs, labels, CLASSES)
-    metrics.update(num_skipped=0, class_names=CLASSES, model="m.keras", model_sha256="ab" * 32, data=str(tmp_path),
-                   imgai_version="0", keras_version="3", backend="tensorflow", timestamp="now")
+    metrics.update(
+        num_skipped=0,
+        class_names=CLASSES,
+        model="m.keras",
+        model_sha256="ab" * 32,
+        data=str(tmp_path),
+        imgai_version="0",
+        keras_version="3",
+        backend="tensorflow",
+        timestamp="now",
+    )
     history = tmp_path / "history.csv"
-    history.write_text("epoch,accuracy,loss,val_accuracy,val_loss\n1,0.5,1.0,0.4,1.1\n2,0.7,0.8,0.6,0.9\n3,0.8,0.6,0.5,1.0\n")
+    history.write_text(
+        "epoch,accuracy,loss,val_accuracy,val_loss\n1,0.5,1.0,0.4,1.1\n2,0.7,0.8,0.6,0.9\n3,0.8,0.6,0.5,1.0\n"
+    )
     out = tmp_path / "report"
     notes = []
-    written = write_report(out, metrics, images, labels, probs, {"image_size": [32, 32], "color_mode": "rgb"},
-                           history_path=history, log=notes.append)
+    written = write_report(
+        out,
+        metrics,
+        images,
+        labels,
+        probs,
+        {"image_size": [32, 32], "color_mode": "rgb"},
+        history_path=history,
+        log=notes.append,
+    )
     names = {p.name for p in written}
-    assert names == {"per_class.csv", "confusion_matrix.csv", "predictions.csv", "confusion_matrix.png",
-                     "confusion_matrix_normalized.png", "training_curves.png", "misclassified.png",
-                     "metrics.json", "summary.md"}
+    assert names == {
+        "per_class.csv",
+        "confusion_matrix.csv",
+        "predictions.csv",
+        "confusion_matrix.png",
+        "confusion_matrix_normalized.png",
+        "training_curves.png",
+        "misclassified.png",
+        "metrics.json",
+        "summary.md",
+    }
     for png in out.glob("*.png"):
         with Image.open(png) as img:
             assert img.format == "PNG" and img.size[0] > 200
@@ -113,7 +141,15 @@ def test_write_report_files(tmp_path):
     assert not list(out.glob(".*tmp*")) and notes == []
 
     # Without history.csv the curves are skipped with a note, and an old plot does not linger.
-    again = write_report(out, metrics, images, labels, probs, {"image_size": [32, 32], "color_mode": "rgb"},
-                         history_path=tmp_path / "none.csv", log=notes.append)
+    again = write_report(
+        out,
+        metrics,
+        images,
+        labels,
+        probs,
+        {"image_size": [32, 32], "color_mode": "rgb"},
+        history_path=tmp_path / "none.csv",
+        log=notes.append,
+    )
     assert "training_curves.png" not in {p.name for p in again} and not (out / "training_curves.png").exists()
     assert any("history.csv" in n for n in notes) and "history.csv" in (out / "summary.md").read_text()

@@ -17,7 +17,9 @@ from imgai.models import create_model, save_model  # noqa: E402
 
 
 def tiny_cnn(size=48, classes=2, filters=(16, 32, 32)):
-    return create_model(ModelConfig(filters=list(filters), dense_units=32, dropout=0.2), (size, size), 3, classes)
+    return create_model(
+        ModelConfig(filters=list(filters), dense_units=32, dropout=0.2), (size, size), 3, classes
+    )
 
 
 def residual_net(size=32, classes=3):
@@ -115,7 +117,9 @@ def shapes_model():
     x, y, _ = _shapes(np.random.default_rng(4), 600, size)
     keras.utils.set_random_seed(4)
     model = tiny_cnn(size)
-    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(2e-3), loss="categorical_crossentropy", metrics=["accuracy"]
+    )
     model.fit(x, keras.utils.to_categorical(y, 2), epochs=10, batch_size=32, verbose=0)
     return model, size
 
@@ -161,7 +165,11 @@ def test_saved_model_explains_the_same(shapes_model, tmp_path):
     from imgai.models import load_model
 
     model, size = shapes_model
-    save_model(model, tmp_path / "m.keras", {"class_names": ["circle", "cross"], "image_size": [size, size], "color_mode": "rgb"})
+    save_model(
+        model,
+        tmp_path / "m.keras",
+        {"class_names": ["circle", "cross"], "image_size": [size, size], "color_mode": "rgb"},
+    )
     loaded, _ = load_model(tmp_path / "m.keras")
     x, _, _ = _shapes(np.random.default_rng(9), 4, size)
     np.testing.assert_allclose(grad_cam(loaded, x).heatmaps, grad_cam(model, x).heatmaps, atol=1e-4)
@@ -173,10 +181,14 @@ def test_keras_applications_backbone(nested):
     inputs = keras.Input((None, None, 3))
     x = layers.Resizing(64, 64)(inputs)
     if nested:
-        backbone = keras.applications.MobileNetV2(include_top=False, weights=None, alpha=0.35, input_shape=(64, 64, 3))
+        backbone = keras.applications.MobileNetV2(
+            include_top=False, weights=None, alpha=0.35, input_shape=(64, 64, 3)
+        )
         features = backbone(x)
     else:
-        features = keras.applications.MobileNetV2(include_top=False, weights=None, alpha=0.35, input_tensor=x).output
+        features = keras.applications.MobileNetV2(
+            include_top=False, weights=None, alpha=0.35, input_tensor=x
+        ).output
     pooled = layers.GlobalAveragePooling2D()(features)
     model = keras.Model(inputs, layers.Dense(2, activation="softmax")(pooled))
     result = grad_cam(model, np.random.default_rng(1).uniform(0, 255, (2, 64, 64, 3)))

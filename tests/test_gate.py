@@ -22,7 +22,10 @@ METRICS = {
 
 
 def test_parse_bounds():
-    assert parse_bounds(["accuracy=0.9", "f1_macro = 0.85"], "--fail-under") == {"accuracy": 0.9, "f1_macro": 0.85}
+    assert parse_bounds(["accuracy=0.9", "f1_macro = 0.85"], "--fail-under") == {
+        "accuracy": 0.9,
+        "f1_macro": 0.85,
+    }
     for bad in (["accuracy"], ["accuracy=high"], ["=0.9"]):
         with pytest.raises(ImgaiError, match="METRIC=NUMBER"):
             parse_bounds(bad, "--fail-under")
@@ -41,10 +44,21 @@ def test_unknown_metric_lists_valid_names():
 
 
 def test_checks_pass_and_fail():
-    spec = GateSpec(fail_under={"accuracy": 0.9, "f1_macro": 0.85, "top2_accuracy": 0.9}, fail_over={"loss": 0.5}, min_class_recall=0.7)
+    spec = GateSpec(
+        fail_under={"accuracy": 0.9, "f1_macro": 0.85, "top2_accuracy": 0.9},
+        fail_over={"loss": 0.5},
+        min_class_recall=0.7,
+    )
     results = run_checks(spec.validate(), METRICS)
     outcome = {r.metric: r.passed for r in results}
-    assert outcome == {"accuracy": True, "f1_macro": False, "top2_accuracy": True, "loss": True, "recall[a]": True, "recall[b]": False}
+    assert outcome == {
+        "accuracy": True,
+        "f1_macro": False,
+        "top2_accuracy": True,
+        "loss": True,
+        "recall[a]": True,
+        "recall[b]": False,
+    }
     text = format_results(results)
     assert "PASSED  accuracy 0.9000 >= 0.9000" in text  # equal to the bound passes
     assert "FAILED  f1_macro 0.8000 >= 0.8500" in text
@@ -66,7 +80,9 @@ def test_baseline_and_max_drop(tmp_path):
     assert not results["accuracy"].passed and results["accuracy"].bound == pytest.approx(0.91)
     assert "baseline 0.9200 minus max drop 0.01" in results["accuracy"].line()
     assert results["loss"].passed and results["loss"].bound == pytest.approx(0.35)  # loss may rise 0.1
-    assert run_checks(GateSpec(baseline=str(baseline), max_drop={"accuracy": 0.05}).validate(), METRICS)[0].passed
+    assert run_checks(GateSpec(baseline=str(baseline), max_drop={"accuracy": 0.05}).validate(), METRICS)[
+        0
+    ].passed
 
     with pytest.raises(ImgaiError, match="add --baseline"):
         GateSpec(max_drop={"accuracy": 0.01}).validate()
@@ -83,7 +99,9 @@ def test_baseline_and_max_drop(tmp_path):
 
 def test_eval_config_section_and_flags_win(tmp_path):
     config = tmp_path / "gate.yaml"
-    config.write_text("data:\n  root: somewhere\neval:\n  fail_under: {accuracy: 0.95, f1_macro: 0.5}\n  min_class_recall: 0.6\n")
+    config.write_text(
+        "data:\n  root: somewhere\neval:\n  fail_under: {accuracy: 0.95, f1_macro: 0.5}\n  min_class_recall: 0.6\n"
+    )
     section = load_eval_section([config])
     spec = merge_spec(section, fail_under={"accuracy": 0.8}, min_class_recall=None)
     assert spec.fail_under == {"accuracy": 0.8, "f1_macro": 0.5} and spec.min_class_recall == 0.6

@@ -52,7 +52,12 @@ def test_any_size_any_class_count(size, classes, channels):
 
 
 def test_configurable_cnn():
-    model = create_model(model_cfg("model.filters=[8,16]", "model.kernel_size=5", "model.dense_units=32", "model.dropout=0.1"), (64, 64), 3, 3)
+    model = create_model(
+        model_cfg("model.filters=[8,16]", "model.kernel_size=5", "model.dense_units=32", "model.dropout=0.1"),
+        (64, 64),
+        3,
+        3,
+    )
     convs = [l for l in model.layers if l.__class__.__name__ == "Conv2D"]
     assert [c.filters for c in convs] == [8, 16] and convs[0].kernel_size == (5, 5)
     assert model.get_layer("dense").units == 32 and model.get_layer("dropout").rate == 0.1
@@ -91,7 +96,9 @@ def test_saved_file_loads_in_plain_keras_without_imgai(tmp_path):
         "p = m.predict(np.zeros((1, 40, 40, 3), 'float32'), verbose=0)\n"
         "print(json.dumps({'shape': list(p.shape), 'imgai': any(k.startswith('imgai') for k in sys.modules)}))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result == {"shape": [1, 3], "imgai": False}
@@ -140,7 +147,10 @@ def nested_backbone_model():
 def test_backbone_layers_of_a_nested_backbone_and_of_a_model_without_one():
     model = nested_backbone_model()
     assert [l.name for l in backbone_layers(model)] == ["block1_conv", "block1_bn", "block2_conv"]
-    assert backbone_layers(create_model(model_cfg("model.filters=[4]", "model.dense_units=4"), (32, 32), 3, 2)) == []
+    assert (
+        backbone_layers(create_model(model_cfg("model.filters=[4]", "model.dense_units=4"), (32, 32), 3, 2))
+        == []
+    )
 
 
 def test_unfreeze_top_layers_keeps_batchnorm_frozen():
@@ -166,7 +176,14 @@ def test_sepresnet_is_configurable_in_width_and_depth():
     from imgai.models import available_models
 
     assert "sepresnet" in available_models()
-    model = create_model(model_cfg("model.name=sepresnet", "model.widths=[8,16,24,32,40]", "model.depth=3", "model.dropout=0.1"), (64, 64), 3, 4)
+    model = create_model(
+        model_cfg(
+            "model.name=sepresnet", "model.widths=[8,16,24,32,40]", "model.depth=3", "model.dropout=0.1"
+        ),
+        (64, 64),
+        3,
+        4,
+    )
     assert model.get_layer("stem_conv").filters == 8
     seps = layer_kinds(model, "SeparableConv2D")
     assert len(seps) == 3 * 3 + 1  # depth x stages, plus the top conv
@@ -224,19 +241,34 @@ def test_precision_is_validated():
 
 # ------------------------------------------------------------------------------ backbones
 
-from imgai.models import BACKBONES, backbone_layers, unfreeze_backbone  # noqa: E402
+from imgai.models import BACKBONES  # noqa: E402
 
 
-@pytest.mark.parametrize("name", ["mobilenetv3small", "mobilenetv3large", "efficientnetv2b0", "resnet50", "convnexttiny"])
+@pytest.mark.parametrize(
+    "name", ["mobilenetv3small", "mobilenetv3large", "efficientnetv2b0", "resnet50", "convnexttiny"]
+)
 def test_backbones_build_in_one_graph_with_their_preprocessing(name):
-    model = create_model(model_cfg(f"model.name={name}", "model.weights=null", "model.head_units=8"), (32, 32), 3, 3)
+    model = create_model(
+        model_cfg(f"model.name={name}", "model.weights=null", "model.head_units=8"), (32, 32), 3, 3
+    )
     names = [l.name for l in model.layers]
-    assert names[:2] == ["image", "resize"] and names[-4:] == ["head_pool", "head_dense", "head_dropout", "predictions"]
+    assert names[:2] == ["image", "resize"] and names[-4:] == [
+        "head_pool",
+        "head_dense",
+        "head_dropout",
+        "predictions",
+    ]
     backbone = backbone_layers(model)
     assert len(backbone) > 50 and all(l.name.startswith("backbone_") for l in backbone)
     assert len(backbone) == len(names) - 2 - 4 - (BACKBONES[name][1] == "caffe")  # all but imgai's own layers
-    assert not any(l.__class__.__name__ == "Functional" for l in model.layers)  # flat: Grad-CAM sees the convs
-    first = backbone[0].__class__.__name__ if BACKBONES[name][1] == "own" else model.get_layer("preprocess_caffe").__class__.__name__
+    assert not any(
+        l.__class__.__name__ == "Functional" for l in model.layers
+    )  # flat: Grad-CAM sees the convs
+    first = (
+        backbone[0].__class__.__name__
+        if BACKBONES[name][1] == "own"
+        else model.get_layer("preprocess_caffe").__class__.__name__
+    )
     assert first in ("Rescaling", "Normalization", "Dense")
     assert all(l.trainable for l in backbone)  # weights=null: trained from scratch by default
     probs = np.asarray(model.predict_on_batch(np.full((2, 40, 40, 3), 128.0, "float32")))
@@ -257,7 +289,9 @@ def mobilenet_weights(tmp_path_factory):
     """A weights file for MobileNetV3Small without its top, as a user would have on disk."""
     source = keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(32, 32, 3))
     rng = np.random.default_rng(1)
-    source.set_weights([np.abs(rng.normal(0, 0.05, w.shape)).astype("float32") + 0.01 for w in source.get_weights()])  # positive: valid BN variances
+    source.set_weights(
+        [np.abs(rng.normal(0, 0.05, w.shape)).astype("float32") + 0.01 for w in source.get_weights()]
+    )  # positive: valid BN variances
     path = tmp_path_factory.mktemp("weights") / "mobilenet_v3_small_notop.weights.h5"
     source.save_weights(path)
     return path, source
@@ -274,12 +308,19 @@ def test_backbone_weights_from_a_file_are_loaded_and_frozen(mobilenet_weights):
             assert np.array_equal(wa, wb)
     assert not any(l.trainable for l in backbone_layers(model))  # loaded weights: frozen by default
     assert model.get_layer("predictions").trainable
-    unfrozen = create_model(model_cfg("model.name=mobilenetv3small", f"model.weights={path}", "model.freeze=false"), (32, 32), 3, 3)
+    unfrozen = create_model(
+        model_cfg("model.name=mobilenetv3small", f"model.weights={path}", "model.freeze=false"),
+        (32, 32),
+        3,
+        3,
+    )
     assert all(l.trainable for l in backbone_layers(unfrozen))
 
 
 def test_unfreeze_backbone_opens_the_top_layers_but_not_batchnorm(mobilenet_weights, tmp_path):
-    model = create_model(model_cfg("model.name=mobilenetv3small", f"model.weights={mobilenet_weights[0]}"), (32, 32), 3, 3)
+    model = create_model(
+        model_cfg("model.name=mobilenetv3small", f"model.weights={mobilenet_weights[0]}"), (32, 32), 3, 3
+    )
     save_model(model, tmp_path / "m.keras", {})
     reloaded, _ = load_model(tmp_path / "m.keras")  # the names carry the contract through the file
     assert [l.name for l in backbone_layers(reloaded)] == [l.name for l in backbone_layers(model)]
@@ -291,9 +332,13 @@ def test_unfreeze_backbone_opens_the_top_layers_but_not_batchnorm(mobilenet_weig
 
 def test_wrong_or_missing_weights_file_is_one_clear_error(tmp_path, mobilenet_weights):
     with pytest.raises(ImgaiError, match="weights file .* not found"):
-        create_model(model_cfg("model.name=mobilenetv3small", f"model.weights={tmp_path / 'nope.h5'}"), (32, 32), 3, 3)
+        create_model(
+            model_cfg("model.name=mobilenetv3small", f"model.weights={tmp_path / 'nope.h5'}"), (32, 32), 3, 3
+        )
     with pytest.raises(ImgaiError, match="could not load backbone weights .* weights file of ResNet50"):
-        create_model(model_cfg("model.name=resnet50", f"model.weights={mobilenet_weights[0]}"), (32, 32), 3, 3)
+        create_model(
+            model_cfg("model.name=resnet50", f"model.weights={mobilenet_weights[0]}"), (32, 32), 3, 3
+        )
 
 
 def test_imagenet_download_failure_says_which_file_to_place_where(tmp_path, monkeypatch):
@@ -321,11 +366,15 @@ def test_imagenet_download_failure_says_which_file_to_place_where(tmp_path, monk
 def test_saved_backbone_models_load_in_plain_keras(tmp_path, mobilenet_weights):
     paths = []
     for name in ("mobilenetv3small", "resnet50", "convnexttiny"):
-        weights = f"model.weights={mobilenet_weights[0]}" if name == "mobilenetv3small" else "model.weights=null"
+        weights = (
+            f"model.weights={mobilenet_weights[0]}" if name == "mobilenetv3small" else "model.weights=null"
+        )
         model = create_model(model_cfg(f"model.name={name}", weights), (32, 32), 3, 2)
         path = tmp_path / f"{name}.keras"
         save_model(model, path, {"class_names": ["a", "b"]})
-        paths.append((str(path), np.asarray(model.predict_on_batch(np.full((1, 32, 32, 3), 99.0, "float32")))))
+        paths.append(
+            (str(path), np.asarray(model.predict_on_batch(np.full((1, 32, 32, 3), 99.0, "float32"))))
+        )
     code = (
         "import sys, json, numpy as np, keras\n"
         "assert 'imgai' not in sys.modules\n"
@@ -336,18 +385,29 @@ def test_saved_backbone_models_load_in_plain_keras(tmp_path, mobilenet_weights):
         "print('ok')\n"
     )
     payload = json.dumps([(p, e.tolist()) for p, e in paths])
-    proc = subprocess.run([sys.executable, "-c", code, payload], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, payload], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
 
 
 def test_backbone_config_trains_end_to_end_from_a_weights_file(split_dataset, tmp_path, mobilenet_weights):
     from imgai.train import train
 
-    config = load_config([], [
-        f"data.root={split_dataset}", "data.image_size=32", "data.batch_size=8", "model.name=mobilenetv3small",
-        f"model.weights={mobilenet_weights[0]}", "model.head_units=16", "train.epochs=1", f"output.dir={tmp_path}",
-        "augment.flip=horizontal",
-    ])
+    config = load_config(
+        [],
+        [
+            f"data.root={split_dataset}",
+            "data.image_size=32",
+            "data.batch_size=8",
+            "model.name=mobilenetv3small",
+            f"model.weights={mobilenet_weights[0]}",
+            "model.head_units=16",
+            "train.epochs=1",
+            f"output.dir={tmp_path}",
+            "augment.flip=horizontal",
+        ],
+    )
     result = train(config, log=lambda line: None)
     model, meta = load_model(result.best_model)
     assert meta["model"] == "mobilenetv3small" and meta["class_names"] == ["circle", "square", "triangle"]

@@ -7,7 +7,14 @@ import pytest
 
 from imgai.config import load_config
 from imgai.errors import ImgaiError
-from imgai.optim import build_loss, build_optimizer, class_weights, describe_class_weights, describe_optimization, learning_rate_at
+from imgai.optim import (
+    build_loss,
+    build_optimizer,
+    class_weights,
+    describe_class_weights,
+    describe_optimization,
+    learning_rate_at,
+)
 
 
 def train_cfg(*overrides):
@@ -25,7 +32,9 @@ def test_cosine_decays_to_min_learning_rate_over_the_stage():
     cfg = train_cfg("train.schedule=cosine", "train.min_learning_rate=0.01")
     steps_per_epoch, epochs = 5, 4
     assert learning_rate_at(0, steps_per_epoch, epochs, 0.1, cfg) == pytest.approx(0.1)
-    assert learning_rate_at(10, steps_per_epoch, epochs, 0.1, cfg) == pytest.approx(0.01 + 0.09 * 0.5)  # halfway
+    assert learning_rate_at(10, steps_per_epoch, epochs, 0.1, cfg) == pytest.approx(
+        0.01 + 0.09 * 0.5
+    )  # halfway
     assert learning_rate_at(20, steps_per_epoch, epochs, 0.1, cfg) == pytest.approx(0.01)
     assert learning_rate_at(99, steps_per_epoch, epochs, 0.1, cfg) == pytest.approx(0.01)  # never below
 
@@ -34,7 +43,9 @@ def test_cosine_after_warmup_starts_at_the_peak():
     cfg = train_cfg("train.schedule=cosine", "train.warmup_epochs=2")
     assert learning_rate_at(9, 5, 10, 1.0, cfg) == pytest.approx(1.0)  # last warmup step
     assert learning_rate_at(10, 5, 10, 1.0, cfg) == pytest.approx(1.0)  # cosine begins at the peak
-    assert learning_rate_at(30, 5, 10, 1.0, cfg) == pytest.approx(0.5)  # halfway through the remaining 40 steps
+    assert learning_rate_at(30, 5, 10, 1.0, cfg) == pytest.approx(
+        0.5
+    )  # halfway through the remaining 40 steps
 
 
 def test_step_and_exponential_schedules():
@@ -56,7 +67,11 @@ def test_step_and_exponential_schedules():
         (["train.optimizer=adamw", "train.weight_decay=0.05"], "AdamW", {"weight_decay": 0.05}),
         (["train.optimizer=adamw", "train.weight_decay=0"], "AdamW", {"weight_decay": 0.0}),
         (["train.optimizer=sgd", "train.weight_decay=0.01"], "SGD", {"weight_decay": 0.01}),
-        (["train.optimizer=sgd", "train.momentum=0.8", "train.nesterov=true"], "SGD", {"momentum": 0.8, "nesterov": True}),
+        (
+            ["train.optimizer=sgd", "train.momentum=0.8", "train.nesterov=true"],
+            "SGD",
+            {"momentum": 0.8, "nesterov": True},
+        ),
         (["train.optimizer=rmsprop", "train.momentum=0.5"], "RMSprop", {"momentum": 0.5}),
         (["train.gradient_clip_norm=1.5"], "Adam", {"global_clipnorm": 1.5, "clipvalue": None}),
         (["train.gradient_clip_value=0.5"], "Adam", {"clipvalue": 0.5, "global_clipnorm": None}),
@@ -86,7 +101,13 @@ def test_label_smoothing_reaches_the_loss():
 
 def test_the_summary_names_what_is_used():
     text = describe_optimization(
-        train_cfg("train.optimizer=adamw", "train.schedule=cosine", "train.warmup_epochs=2", "train.label_smoothing=0.1", "train.plateau_patience=3")
+        train_cfg(
+            "train.optimizer=adamw",
+            "train.schedule=cosine",
+            "train.warmup_epochs=2",
+            "train.label_smoothing=0.1",
+            "train.plateau_patience=3",
+        )
     )
     for part in ("adamw", "weight decay 0.004", "cosine", "2 warmup", "label smoothing 0.1", "plateau"):
         assert part in text, part

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgai.predict import PredictionRow, collect_paths, format_rows, iter_prediction_rows, iter_predictions, write_rows
+from imgai.predict import (
+    PredictionRow,
+    collect_paths,
+    format_rows,
+    iter_prediction_rows,
+    iter_predictions,
+    write_rows,
+)
 
 CLASSES = ["circle", "square", "triangle"]
 
@@ -25,7 +32,9 @@ def tree(tmp_path):
 
 
 def test_collect_paths_folders_globs_and_problems(tree):
-    files, problems = collect_paths([str(tree / "a"), str(tree / "c" / "four.png"), str(tree / "missing.png")])
+    files, problems = collect_paths(
+        [str(tree / "a"), str(tree / "c" / "four.png"), str(tree / "missing.png")]
+    )
     names = [p.replace(str(tree) + "/", "") for p in files]
     assert names == ["a/b/three.jpg", "a/b/two.png", "a/notes.txt", "a/one.png", "c/four.png"]
     assert problems == [(str(tree / "missing.png"), "no such file or folder")]
@@ -55,7 +64,12 @@ def test_streaming_keeps_order_and_reports_bad_files(model, tree):
     inputs = [str(tree / "a"), str(tree / "c"), str(tree / "gone.png")]
     rows = list(iter_prediction_rows(model, META, inputs, batch_size=1))
     assert [r.path.replace(str(tree) + "/", "") for r in rows] == [
-        "a/b/three.jpg", "a/b/two.png", "a/notes.txt", "a/one.png", "c/four.png", str(tree / "gone.png").replace(str(tree) + "/", "")
+        "a/b/three.jpg",
+        "a/b/two.png",
+        "a/notes.txt",
+        "a/one.png",
+        "c/four.png",
+        str(tree / "gone.png").replace(str(tree) + "/", ""),
     ]
     assert [r.error is None for r in rows] == [True, True, False, True, True, False]
     assert "cannot read image" in rows[2].error
@@ -75,14 +89,24 @@ def test_output_formats_agree():
         PredictionRow("bad.png", error="cannot read image: broken"),
     ]
     as_json = json.loads(format_rows(rows, CLASSES, 2, "json"))
-    assert as_json[0]["predictions"] == [{"class": "square", "probability": 0.7}, {"class": "triangle", "probability": 0.2}]
+    assert as_json[0]["predictions"] == [
+        {"class": "square", "probability": 0.7},
+        {"class": "triangle", "probability": 0.2},
+    ]
     assert as_json[1] == {"path": "bad.png", "error": "cannot read image: broken"}
     lines = [json.loads(line) for line in format_rows(rows, CLASSES, 2, "jsonl").splitlines()]
     assert lines == as_json
     table = list(csv.DictReader(io.StringIO(format_rows(rows, CLASSES, 2, "csv"))))
-    assert table[0]["class_1"] == "square" and table[0]["probability_2"] == "0.200000" and table[0]["error"] == ""
+    assert (
+        table[0]["class_1"] == "square"
+        and table[0]["probability_2"] == "0.200000"
+        and table[0]["error"] == ""
+    )
     assert table[1]["class_1"] == "" and table[1]["error"].startswith("cannot read")
-    assert format_rows(rows, CLASSES, 1, "table") == "x.png: square 70.0%\nbad.png: ERROR cannot read image: broken\n"
+    assert (
+        format_rows(rows, CLASSES, 1, "table")
+        == "x.png: square 70.0%\nbad.png: ERROR cannot read image: broken\n"
+    )
     assert json.loads(format_rows([], CLASSES, 1, "json")) == []
     buffer = io.StringIO()
     assert write_rows(iter(rows), CLASSES, 3, "jsonl", buffer) == (2, 1)

@@ -47,7 +47,9 @@ def test_stale_temporaries_are_removed(tmp_path):
 def fake_checkpoint(path, epoch, best_epoch):
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("config.json", "{}")
-        archive.writestr(RESUME_MEMBER, TrainState(epoch=epoch, best_epoch=best_epoch, best_value=0.5).to_json())
+        archive.writestr(
+            RESUME_MEMBER, TrainState(epoch=epoch, best_epoch=best_epoch, best_value=0.5).to_json()
+        )
 
 
 def test_best_is_rederived_when_the_process_died_between_last_and_best(tmp_path):
@@ -103,11 +105,19 @@ def test_rng_state_round_trip_includes_dropout_generators():
     model = build()
     model(np.ones((2, 4), "float32"), training=True)  # advances the dropout generator
     saved = capture_rng(model)
-    expected = (random.random(), np.random.rand(), keras.ops.convert_to_numpy(model(np.ones((2, 4), "float32"), training=True)))
+    expected = (
+        random.random(),
+        np.random.rand(),
+        keras.ops.convert_to_numpy(model(np.ones((2, 4), "float32"), training=True)),
+    )
 
     keras.utils.set_random_seed(99)  # everything elsewhere
     other = build()
     restore_rng(other, saved)
-    got = (random.random(), np.random.rand(), keras.ops.convert_to_numpy(other(np.ones((2, 4), "float32"), training=True)))
+    got = (
+        random.random(),
+        np.random.rand(),
+        keras.ops.convert_to_numpy(other(np.ones((2, 4), "float32"), training=True)),
+    )
     assert got[0] == expected[0] and got[1] == expected[1]
     np.testing.assert_array_equal(got[2], expected[2])

@@ -45,7 +45,14 @@ def assert_same_weights(a, b):
 
 
 def test_deterministic_config_gives_identical_history_twice(split_dataset, tmp_path):
-    config = tiny_config(split_dataset, tmp_path, "train.epochs=2", "deterministic=true", "train.schedule=cosine", "train.warmup_epochs=0.5")
+    config = tiny_config(
+        split_dataset,
+        tmp_path,
+        "train.epochs=2",
+        "deterministic=true",
+        "train.schedule=cosine",
+        "train.warmup_epochs=0.5",
+    )
     log: list[str] = []
     first = train(config, name="one", log=log.append)
     second = train(config, name="two", log=log.append)
@@ -60,7 +67,11 @@ def test_deterministic_config_gives_identical_history_twice(split_dataset, tmp_p
 def test_early_stopping_restores_best_weights_and_is_not_resumed(split_dataset, tmp_path):
     # A learning rate too small to change any prediction: val_accuracy never improves after epoch 1.
     config = tiny_config(
-        split_dataset, tmp_path, "train.epochs=6", "train.learning_rate=1e-9", "train.early_stopping_patience=2"
+        split_dataset,
+        tmp_path,
+        "train.epochs=6",
+        "train.learning_rate=1e-9",
+        "train.early_stopping_patience=2",
     )
     log: list[str] = []
     result = train(config, name="es", log=log.append)
@@ -75,10 +86,17 @@ def test_early_stopping_restores_best_weights_and_is_not_resumed(split_dataset, 
 
 def test_plateau_class_weights_and_speed_switches(split_dataset, tmp_path):
     config = tiny_config(
-        split_dataset, tmp_path,
-        "train.epochs=3", "train.learning_rate=1e-9", "train.plateau_patience=1", "train.plateau_factor=0.5",
-        "train.class_weight={circle: 2.0}", "train.jit_compile=false",
-        "train.steps_per_execution=2", "train.optimizer=sgd", "train.nesterov=true",
+        split_dataset,
+        tmp_path,
+        "train.epochs=3",
+        "train.learning_rate=1e-9",
+        "train.plateau_patience=1",
+        "train.plateau_factor=0.5",
+        "train.class_weight={circle: 2.0}",
+        "train.jit_compile=false",
+        "train.steps_per_execution=2",
+        "train.optimizer=sgd",
+        "train.nesterov=true",
     )
     log: list[str] = []
     result = train(config, name="opts", log=log.append)
@@ -128,7 +146,12 @@ def tiny_backbone(inputs, num_classes, cfg):
 @pytest.fixture()
 def backbone_model(monkeypatch):
     monkeypatch.setitem(models._REGISTRY, "tiny_backbone", tiny_backbone)
-    return ["model.name=tiny_backbone", "deterministic=true", "train.fine_tune_after=1", "train.fine_tune_layers=1"]
+    return [
+        "model.name=tiny_backbone",
+        "deterministic=true",
+        "train.fine_tune_after=1",
+        "train.fine_tune_layers=1",
+    ]
 
 
 def layer_weights(path, name):
@@ -137,11 +160,15 @@ def layer_weights(path, name):
     return keras.saving.load_model(path, compile=False).get_layer(name).get_weights()
 
 
-def test_fine_tune_stage_unfreezes_top_layers_at_a_lower_rate_and_survives_resume(split_dataset, tmp_path, backbone_model):
+def test_fine_tune_stage_unfreezes_top_layers_at_a_lower_rate_and_survives_resume(
+    split_dataset, tmp_path, backbone_model
+):
     import keras
 
     log: list[str] = []
-    whole = train(tiny_config(split_dataset, tmp_path, *backbone_model, "train.epochs=3"), name="whole", log=log.append)
+    whole = train(
+        tiny_config(split_dataset, tmp_path, *backbone_model, "train.epochs=3"), name="whole", log=log.append
+    )
     rates = [float(row["learning_rate"]) for row in history(whole.run_dir)]
     assert rates == pytest.approx([1e-3, 1e-4, 1e-4], rel=1e-6)
     assert any("unfroze the top 1 backbone layers" in line for line in log)
@@ -156,7 +183,9 @@ def test_fine_tune_stage_unfreezes_top_layers_at_a_lower_rate_and_survives_resum
         assert (not all(np.array_equal(a, b) for a, b in zip(before, after))) == moved, name
 
     # Stopped at the stage boundary, then extended twice: the same run as without the stops.
-    parts = train(tiny_config(split_dataset, tmp_path, *backbone_model, "train.epochs=1"), name="parts", log=log.append)
+    parts = train(
+        tiny_config(split_dataset, tmp_path, *backbone_model, "train.epochs=1"), name="parts", log=log.append
+    )
     assert read_state(parts.run_dir / "last.keras").stage == "train"
     resume(parts.run_dir, ["train.epochs=2"], log=log.append)
     assert read_state(parts.run_dir / "last.keras").stage == "fine_tune"
@@ -167,7 +196,9 @@ def test_fine_tune_stage_unfreezes_top_layers_at_a_lower_rate_and_survives_resum
 
 def test_fine_tune_needs_a_backbone(split_dataset, tmp_path):
     with pytest.raises(ImgaiError, match="has no pretrained backbone"):
-        train(tiny_config(split_dataset, tmp_path, "train.fine_tune_after=1"), name="nobb", log=lambda _: None)
+        train(
+            tiny_config(split_dataset, tmp_path, "train.fine_tune_after=1"), name="nobb", log=lambda _: None
+        )
 
 
 # --------------------------------------------------------------------- kill -9 and --resume
@@ -179,7 +210,9 @@ def slow_project(tmp_path_factory):
     from imgai.sample_data import make_shapes_dataset
 
     work = tmp_path_factory.mktemp("killproject")
-    make_shapes_dataset(work / "data", {"train": 100, "val": 10}, shapes=("circle", "square", "triangle"), size=32, fmt="png")
+    make_shapes_dataset(
+        work / "data", {"train": 100, "val": 10}, shapes=("circle", "square", "triangle"), size=32, fmt="png"
+    )
     (work / "slow.yaml").write_text(
         "data:\n  root: data\n  image_size: [32, 32]\n  batch_size: 1\n"
         "model:\n  filters: [8, 16]\n  dense_units: 16\n"
@@ -190,10 +223,17 @@ def slow_project(tmp_path_factory):
 
 
 def start_training(work, name):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])),
+    )
     return subprocess.Popen(
         [sys.executable, "-m", "imgai", "train", "--config", "slow.yaml", "--name", name],
-        cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=work,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -210,8 +250,12 @@ def test_sigkill_mid_epoch_then_resume_and_extend(slow_project):
     proc = start_training(work, "r")
     deadline = time.time() + 240
     # Epoch 1 done: its history row and then last.keras (with epoch 1 inside) are on disk.
-    while not (rows(run / "history.csv") >= 1 and (state := read_state(run / "last.keras")) and state.epoch == 1):
-        assert proc.poll() is None and time.time() < deadline, "training ended before epoch 1 was checkpointed"
+    while not (
+        rows(run / "history.csv") >= 1 and (state := read_state(run / "last.keras")) and state.epoch == 1
+    ):
+        assert proc.poll() is None and time.time() < deadline, (
+            "training ended before epoch 1 was checkpointed"
+        )
         time.sleep(0.02)
     time.sleep(0.3)
     proc.send_signal(signal.SIGKILL)
@@ -229,7 +273,9 @@ def test_sigkill_mid_epoch_then_resume_and_extend(slow_project):
     # Deterministic, so the interrupted run is the uninterrupted one: same history, same weights.
     assert (run / "history.csv").read_text() == (work / "runs" / "ref" / "history.csv").read_text()
     assert_same_weights(last, weights_of(work / "runs" / "ref" / "last.keras"))
-    assert_same_weights(best, weights_of(work / "runs" / "ref" / "best.keras"))  # best tracked across the kill
+    assert_same_weights(
+        best, weights_of(work / "runs" / "ref" / "best.keras")
+    )  # best tracked across the kill
 
     finished = run_imgai("train", "--resume", "runs/r", cwd=work)
     assert finished.returncode == 2 and "already finished 3 of 3 epochs" in finished.stderr
@@ -244,7 +290,9 @@ def test_resume_refuses_unsafe_overrides_and_config(slow_project):
     (slow_project / "runs" / "cfgonly").mkdir(parents=True, exist_ok=True)
     (slow_project / "runs" / "cfgonly" / "config.yaml").write_text("seed: 1\n")
     bad = run_imgai("train", "--resume", "runs/cfgonly", "train.learning_rate=0.1", cwd=slow_project)
-    assert bad.returncode == 2 and "cannot change when resuming" in bad.stderr and "Traceback" not in bad.stderr
+    assert (
+        bad.returncode == 2 and "cannot change when resuming" in bad.stderr and "Traceback" not in bad.stderr
+    )
     both = run_imgai("train", "--resume", "runs/cfgonly", "--config", "slow.yaml", cwd=slow_project)
     assert both.returncode == 2 and "drop --config" in both.stderr
     missing = run_imgai("train", "--resume", "runs/nothing", cwd=slow_project)

@@ -58,18 +58,34 @@ def build_layers(aug, image_size: tuple[int, int], channels: int, seed: int) -> 
     if aug.zoom:
         out.append(layers.RandomZoom(aug.zoom, seed=next(seeds), name="zoom", **geometry))
     if aug.translation:
-        out.append(layers.RandomTranslation(aug.translation, aug.translation, seed=next(seeds), name="translation", **geometry))
+        out.append(
+            layers.RandomTranslation(
+                aug.translation, aug.translation, seed=next(seeds), name="translation", **geometry
+            )
+        )
     if aug.shear:
         out.append(layers.RandomShear(aug.shear, aug.shear, seed=next(seeds), name="shear", **geometry))
     if aug.contrast:
-        out.append(layers.RandomContrast(aug.contrast, value_range=VALUE_RANGE, seed=next(seeds), name="contrast", **common))
+        out.append(
+            layers.RandomContrast(
+                aug.contrast, value_range=VALUE_RANGE, seed=next(seeds), name="contrast", **common
+            )
+        )
     if aug.brightness:
-        out.append(layers.RandomBrightness(aug.brightness, value_range=VALUE_RANGE, seed=next(seeds), name="brightness", **common))
+        out.append(
+            layers.RandomBrightness(
+                aug.brightness, value_range=VALUE_RANGE, seed=next(seeds), name="brightness", **common
+            )
+        )
     colour_only = [name for name in ("saturation", "hue") if getattr(aug, name)]
     if colour_only and channels != 3:
         raise ImgaiError(f"augment.{colour_only[0]} needs colour images: set it to 0 or data.color_mode=rgb")
     if aug.saturation:
-        out.append(layers.RandomSaturation(aug.saturation, value_range=VALUE_RANGE, seed=next(seeds), name="saturation", **common))
+        out.append(
+            layers.RandomSaturation(
+                aug.saturation, value_range=VALUE_RANGE, seed=next(seeds), name="saturation", **common
+            )
+        )
     if aug.hue:
         out.append(layers.RandomHue(aug.hue, value_range=VALUE_RANGE, seed=next(seeds), name="hue", **common))
     if aug.randaugment:
@@ -77,15 +93,23 @@ def build_layers(aug, image_size: tuple[int, int], channels: int, seed: int) -> 
             raise ImgaiError("augment.randaugment needs colour images: set it to 0 or data.color_mode=rgb")
         out.append(
             layers.RandAugment(
-                value_range=VALUE_RANGE, num_ops=aug.randaugment, factor=aug.randaugment_magnitude,
-                seed=next(seeds), name="randaugment", **common,
+                value_range=VALUE_RANGE,
+                num_ops=aug.randaugment,
+                factor=aug.randaugment_magnitude,
+                seed=next(seeds),
+                name="randaugment",
+                **common,
             )
         )
     if aug.erasing:
         out.append(
             layers.RandomErasing(
-                factor=aug.erasing, scale=tuple(aug.erasing_scale), value_range=VALUE_RANGE,
-                seed=next(seeds), name="erasing", **common,
+                factor=aug.erasing,
+                scale=tuple(aug.erasing_scale),
+                value_range=VALUE_RANGE,
+                seed=next(seeds),
+                name="erasing",
+                **common,
             )
         )
     if aug.mixup:
@@ -170,7 +194,8 @@ class Augmenter:
         # A SeedGenerator's state is [seed, counter]; a fresh [seed, 0] per batch makes the draws of
         # batch (epoch, index) independent of what ran before.
         return [
-            keras.ops.convert_to_tensor(np.array([s, 0]), dtype=dtype) for s, dtype in zip(seeds, self._dtypes)
+            keras.ops.convert_to_tensor(np.array([s, 0]), dtype=dtype)
+            for s, dtype in zip(seeds, self._dtypes)
         ]
 
     def __call__(self, images, labels, epoch: int = 0, index: int = 0):
@@ -180,7 +205,9 @@ class Augmenter:
             return images, labels
         # Sources may hand out uint8 pixels; the layers work on float32 in [0, 255].
         x, y = self._step(
-            self._state_values(epoch, index), np.asarray(images, dtype=np.float32), np.asarray(labels, dtype=np.float32)
+            self._state_values(epoch, index),
+            np.asarray(images, dtype=np.float32),
+            np.asarray(labels, dtype=np.float32),
         )
         return keras.ops.convert_to_numpy(x), keras.ops.convert_to_numpy(y)
 
@@ -274,12 +301,18 @@ def preview(config, output: str | Path, count: int = 16, log=print) -> Path:
     if output.suffix.lower() != ".png":
         raise ImgaiError(f"preview output '{output}' must be a .png file")
     if not output.parent.is_dir():
-        raise ImgaiError(f"folder '{output.parent}' for the preview does not exist: create it or choose another --output")
+        raise ImgaiError(
+            f"folder '{output.parent}' for the preview does not exist: create it or choose another --output"
+        )
     splits = resolve_splits(config.data, config.seed)
     order = np.random.default_rng(config.seed).permutation(len(splits.train))[:count]
     decoded = load_images(
-        splits.train.subset(order), config.data.image_size, config.data.color_mode,
-        config.data.interpolation, config.data.workers, "decoding preview images",
+        splits.train.subset(order),
+        config.data.image_size,
+        config.data.color_mode,
+        config.data.interpolation,
+        config.data.workers,
+        "decoding preview images",
     )
     if len(decoded) == 0:
         raise ImgaiError(f"none of the {len(order)} picked training images could be read")

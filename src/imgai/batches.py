@@ -16,7 +16,7 @@ import threading
 import keras
 import numpy as np
 
-from imgai.data import describe_decode_error, decode_image, default_workers
+from imgai.data import decode_image, default_workers, describe_decode_error
 from imgai.errors import ImgaiError
 
 
@@ -57,7 +57,9 @@ class ArrayBatches(keras.utils.PyDataset):
         """Serve the order of epoch ``epoch`` (counted from 0)."""
         self.epoch = epoch
         n = len(self.labels)
-        self._order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
+        self._order = (
+            np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
+        )
 
     def __len__(self) -> int:
         return math.ceil(len(self.labels) / self.batch_size)
@@ -69,7 +71,9 @@ class ArrayBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         picked = self._picked(index)
-        x = self.images[picked] if self.cache_file is None else self.cache_file.read_rows(picked)  # a copy, uint8
+        x = (
+            self.images[picked] if self.cache_file is None else self.cache_file.read_rows(picked)
+        )  # a copy, uint8
         return x, self._eye[self.labels[picked]]
 
     def on_epoch_end(self) -> None:
@@ -84,11 +88,27 @@ class StreamingBatches(ArrayBatches):
     and added to ``streamed.skipped``.
     """
 
-    def __init__(self, streamed, num_classes: int, batch_size: int, shuffle: bool = False, seed: int = 0, epoch: int = 0):
+    def __init__(
+        self,
+        streamed,
+        num_classes: int,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch: int = 0,
+    ):
         workers = default_workers(streamed.workers)
         super().__init__(
-            None, streamed.labels, num_classes, batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
-            workers=workers, use_multiprocessing=False, max_queue_size=max(4, 2 * workers),
+            None,
+            streamed.labels,
+            num_classes,
+            batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            epoch=epoch,
+            workers=workers,
+            use_multiprocessing=False,
+            max_queue_size=max(4, 2 * workers),
         )
         self.streamed = streamed
         self._lock = threading.Lock()
@@ -105,5 +125,8 @@ class StreamingBatches(ArrayBatches):
                     if all(p != s.paths[i] for p, _ in s.skipped):
                         s.skipped.append((s.paths[i], describe_decode_error(exc)))
         if not rows:
-            raise ImgaiError(f"none of the images of batch {index} could be read (first: {s.skipped[-1][0]}): remove the unreadable files")
+            raise ImgaiError(
+                f"none of the images of batch {index} could be read "
+                f"(first: {s.skipped[-1][0]}): remove the unreadable files"
+            )
         return np.stack(rows), self._eye[self.labels[np.asarray(keep)]]

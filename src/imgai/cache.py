@@ -34,9 +34,9 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -79,7 +79,15 @@ class CacheFile:
     are gathered from the map, whose pages are then released every ``budget`` bytes.
     """
 
-    def __init__(self, path: Path, offset: int, shape: tuple[int, ...], view: np.ndarray, mapping, budget: int = RESIDENT_BUDGET_BYTES):
+    def __init__(
+        self,
+        path: Path,
+        offset: int,
+        shape: tuple[int, ...],
+        view: np.ndarray,
+        mapping,
+        budget: int = RESIDENT_BUDGET_BYTES,
+    ):
         self.path, self.offset, self.shape = path, offset, tuple(shape)
         self.row_bytes = int(np.prod(shape[1:]))
         self.view, self.map, self.budget = view, mapping, budget
@@ -100,7 +108,9 @@ class CacheFile:
         for j, i in enumerate(indices.tolist()):
             got = os.preadv(self._fd, [flat[j * size : (j + 1) * size]], self.offset + i * size)
             if got != size:
-                raise ImgaiError(f"the image cache '{self.path}' was cut short while in use: delete its folder and run again")
+                raise ImgaiError(
+                    f"the image cache '{self.path}' was cut short while in use: delete its folder and run again"
+                )
         return out
 
     def release(self) -> None:
@@ -189,7 +199,10 @@ def cache_key(paths: list[str], labels: np.ndarray, image_size, color_mode: str,
     """Changes whenever a file is added, removed, reordered, rewritten or touched, or a setting changes."""
     digest = hashlib.sha256()
     settings = {
-        "format": CACHE_FORMAT, "image_size": list(image_size), "color_mode": color_mode, "interpolation": interpolation,
+        "format": CACHE_FORMAT,
+        "image_size": list(image_size),
+        "color_mode": color_mode,
+        "interpolation": interpolation,
         "resizer": resizer(),
     }
     digest.update(json.dumps(settings, sort_keys=True).encode())
@@ -206,7 +219,11 @@ def cache_key(paths: list[str], labels: np.ndarray, image_size, color_mode: str,
 
 def _npy_header(shape: tuple[int, ...], length: int) -> bytes | None:
     """An .npy header for a uint8 array of ``shape`` that is exactly ``length`` bytes, if one exists."""
-    fields = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False, "shape": shape}
+    fields = {
+        "descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+        "fortran_order": False,
+        "shape": shape,
+    }
     for writer in (np.lib.format.write_array_header_1_0, np.lib.format.write_array_header_2_0):
         buffer = io.BytesIO()
         writer(buffer, fields)
@@ -239,7 +256,9 @@ def _read_exact(fd: int, nbytes: int, offset: int) -> bytes:
         return os.read(fd, nbytes)
 
 
-def _decode_into(images_path: Path, paths: list[str], image_size, color_mode, interpolation, workers, label, progress):
+def _decode_into(
+    images_path: Path, paths: list[str], image_size, color_mode, interpolation, workers, label, progress
+):
     """Decode ``paths`` on threads into ``images_path``, the readable ones in order.
 
     Returns (indices kept, {index: reason} for skipped files).
@@ -254,14 +273,21 @@ def _decode_into(images_path: Path, paths: list[str], image_size, color_mode, in
     del header
     fd = os.open(images_path, os.O_RDWR | getattr(os, "O_BINARY", 0))
     try:
+
         def store(index: int, image: np.ndarray) -> None:
             _write_all(fd, np.ascontiguousarray(image), offset + index * row_bytes)
 
-        kept, errors = store_all(paths, image_size, color_mode, interpolation, workers, store, label, progress)
+        kept, errors = store_all(
+            paths, image_size, color_mode, interpolation, workers, store, label, progress
+        )
         if errors:  # close the gaps left by skipped files, then shrink the file and its header
             for new_index, old_index in enumerate(kept):
                 if new_index != old_index:
-                    _write_all(fd, _read_exact(fd, row_bytes, offset + old_index * row_bytes), offset + new_index * row_bytes)
+                    _write_all(
+                        fd,
+                        _read_exact(fd, row_bytes, offset + old_index * row_bytes),
+                        offset + new_index * row_bytes,
+                    )
             new_shape = (len(kept),) + shape[1:]
             fixed = _npy_header(new_shape, offset)
             if fixed is None:
@@ -283,12 +309,21 @@ def _open_cache(folder: Path) -> DecodedImages | None:
         images_path = folder / IMAGES_FILE
         with open(images_path, "rb") as fh:
             version = np.lib.format.read_magic(fh)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
             shape, fortran, dtype = read_header(fh)
             offset = fh.tell()
         expected = (len(index["paths"]), *index["image_shape"])
         nbytes = int(np.prod(shape))
-        if tuple(shape) != expected or fortran or dtype != np.uint8 or images_path.stat().st_size != offset + nbytes:
+        if (
+            tuple(shape) != expected
+            or fortran
+            or dtype != np.uint8
+            or images_path.stat().st_size != offset + nbytes
+        ):
             return None
         labels = np.asarray(index["labels"], dtype=np.int32)
         if nbytes == 0:
@@ -350,11 +385,21 @@ def load_disk_cache(
         building = cache_dir / f"{BUILDING_PREFIX}{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         building.mkdir()
     except OSError as exc:
-        raise ImgaiError(f"cannot write the image cache in '{cache_dir}' ({exc.strerror}): set data.cache_dir=DIR to a writable folder, or data.cache=memory") from None
+        raise ImgaiError(
+            f"cannot write the image cache in '{cache_dir}' ({exc.strerror}): "
+            "set data.cache_dir=DIR to a writable folder, or data.cache=memory"
+        ) from None
     start = time.perf_counter()
     try:
         kept, errors = _decode_into(
-            building / IMAGES_FILE, files.paths, image_size, color_mode, interpolation, workers, f"caching {label}", progress
+            building / IMAGES_FILE,
+            files.paths,
+            image_size,
+            color_mode,
+            interpolation,
+            workers,
+            f"caching {label}",
+            progress,
         )
         channels = 3 if color_mode == "rgb" else 1
         index = {
@@ -377,7 +422,10 @@ def load_disk_cache(
             shutil.rmtree(building, ignore_errors=True)
     except OSError as exc:
         shutil.rmtree(building, ignore_errors=True)
-        raise ImgaiError(f"could not write the image cache in '{cache_dir}' ({exc.strerror or exc}): free some space, set data.cache_dir=DIR, or data.cache=memory") from None
+        raise ImgaiError(
+            f"could not write the image cache in '{cache_dir}' ({exc.strerror or exc}): "
+            "free some space, set data.cache_dir=DIR, or data.cache=memory"
+        ) from None
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
@@ -386,7 +434,9 @@ def load_disk_cache(
     log(f"Built cache {folder}: {len(kept):,} {label} in {seconds:.1f} s{skipped}.")
     cached = _open_cache(folder)
     if cached is None:
-        raise ImgaiError(f"the image cache just written to '{folder}' cannot be read back: remove it and try again")
+        raise ImgaiError(
+            f"the image cache just written to '{folder}' cannot be read back: remove it and try again"
+        )
     return cached
 
 
@@ -405,16 +455,32 @@ def prepare_images(
     size = tuple(data_cfg.image_size)
     if mode == "none":
         return StreamedImages(
-            list(files.paths), np.asarray(files.labels, dtype=np.int32), size, data_cfg.color_mode, data_cfg.interpolation, data_cfg.workers
+            list(files.paths),
+            np.asarray(files.labels, dtype=np.int32),
+            size,
+            data_cfg.color_mode,
+            data_cfg.interpolation,
+            data_cfg.workers,
         )
     if mode == "disk":
         return load_disk_cache(
-            files, size, data_cfg.color_mode, data_cfg.interpolation, default_cache_dir(data_cfg.cache_dir), data_cfg.workers, label, log
+            files,
+            size,
+            data_cfg.color_mode,
+            data_cfg.interpolation,
+            default_cache_dir(data_cfg.cache_dir),
+            data_cfg.workers,
+            label,
+            log,
         )
     start = time.perf_counter()
-    decoded = load_images(files, size, data_cfg.color_mode, data_cfg.interpolation, data_cfg.workers, f"decoding {label}")
+    decoded = load_images(
+        files, size, data_cfg.color_mode, data_cfg.interpolation, data_cfg.workers, f"decoding {label}"
+    )
     skipped = f" ({len(decoded.skipped)} skipped)" if decoded.skipped else ""
-    log(f"Decoded {len(decoded):,} {label} at {size[0]}x{size[1]} in {time.perf_counter() - start:.1f} s{skipped}.")
+    log(
+        f"Decoded {len(decoded):,} {label} at {size[0]}x{size[1]} in {time.perf_counter() - start:.1f} s{skipped}."
+    )
     return decoded
 
 
@@ -423,7 +489,11 @@ def prepare_splits(train: FileList, val: FileList | None, data_cfg, log: Callabl
     count = len(train) + (len(val) if val is not None else 0)
     nbytes = decoded_bytes(count, tuple(data_cfg.image_size), data_cfg.color_mode)
     mode, reason = choose_cache_mode(data_cfg.cache, nbytes, default_cache_dir(data_cfg.cache_dir))
-    where = {"memory": "in memory", "disk": f"on disk in {default_cache_dir(data_cfg.cache_dir)}", "none": "nowhere: decoding every batch while training"}[mode]
+    where = {
+        "memory": "in memory",
+        "disk": f"on disk in {default_cache_dir(data_cfg.cache_dir)}",
+        "none": "nowhere: decoding every batch while training",
+    }[mode]
     log(f"Image cache: {where} ({reason}).")
     train_images = prepare_images(train, data_cfg, mode, "training images", log)
     val_images = prepare_images(val, data_cfg, mode, "validation images", log) if val is not None else None

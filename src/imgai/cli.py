@@ -47,7 +47,9 @@ def _load_keras() -> None:
 
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name="imgai")
-@click.option("--verbose", is_flag=True, help="Show framework logs (TensorFlow/JAX) that imgai hides by default.")
+@click.option(
+    "--verbose", is_flag=True, help="Show framework logs (TensorFlow/JAX) that imgai hides by default."
+)
 def cli(verbose: bool) -> None:
     """Train, evaluate and use image classifiers from a folder of images.
 
@@ -73,18 +75,31 @@ def cli(verbose: bool) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @click.option(
-    "-c", "--config", "configs", multiple=True, metavar="FILE",
+    "-c",
+    "--config",
+    "configs",
+    multiple=True,
+    metavar="FILE",
     help="YAML config file; repeat to merge several, later files win.",
 )
-@click.option("--name", default=None, help="Run folder name under output.dir (default: run1, run2, ...). Never overwritten.")
 @click.option(
-    "--resume", "resume_run", default=None, metavar="RUN",
+    "--name",
+    default=None,
+    help="Run folder name under output.dir (default: run1, run2, ...). Never overwritten.",
+)
+@click.option(
+    "--resume",
+    "resume_run",
+    default=None,
+    metavar="RUN",
     help="Continue RUN (a run folder, or a name under runs/) from its last completed epoch; "
     "train.epochs=N extends a finished run.",
 )
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @_handle_errors
-def train(configs: tuple[str, ...], name: str | None, resume_run: str | None, overrides: tuple[str, ...]) -> None:
+def train(
+    configs: tuple[str, ...], name: str | None, resume_run: str | None, overrides: tuple[str, ...]
+) -> None:
     """Train a model; writes runs/<name>/ with best.keras, last.keras, history.csv, config.yaml.
 
     \b
@@ -121,21 +136,99 @@ def train(configs: tuple[str, ...], name: str | None, resume_run: str | None, ov
 
 
 @cli.command("eval", context_settings=CONTEXT)
-@click.option("--model", "model_path", default=None, metavar="PATH", help="A .keras file or run folder (default: latest run's best.keras).")
-@click.option("--run", default=None, metavar="NAME", help="Use this run's best.keras (a name under --runs-dir, or a folder).")
-@click.option("--data", "data_dir", default=None, metavar="DIR", help="Labelled images to score: one sub-folder per class (default: the run's test split, else its validation split).")
+@click.option(
+    "--model",
+    "model_path",
+    default=None,
+    metavar="PATH",
+    help="A .keras file or run folder (default: latest run's best.keras).",
+)
+@click.option(
+    "--run",
+    default=None,
+    metavar="NAME",
+    help="Use this run's best.keras (a name under --runs-dir, or a folder).",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    default=None,
+    metavar="DIR",
+    help="Labelled images to score: one sub-folder per class "
+    "(default: the run's test split, else its validation split).",
+)
 @click.option("--runs-dir", default="runs", show_default=True, help="Where runs live.")
-@click.option("--output-dir", default=None, metavar="DIR", help="Where the report goes (default: beside the model).")
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Images per inference batch.")
-@click.option("--top-k", default=None, type=click.IntRange(min=2), help="k of the top-k accuracy (default: 5 with more than 5 classes, else 2).")
-@click.option("-c", "--config", "configs", multiple=True, metavar="FILE", help="YAML file whose eval: section holds gate checks (merged over the run's config.yaml).")
-@click.option("--fail-under", multiple=True, metavar="METRIC=MIN", help="Fail (exit 1) if METRIC is below MIN; repeatable. E.g. accuracy=0.9, f1_macro=0.85, top3_accuracy=0.95.")
-@click.option("--fail-over", multiple=True, metavar="METRIC=MAX", help="Fail if METRIC is above MAX (for loss); repeatable.")
-@click.option("--min-class-recall", type=float, default=None, metavar="MIN", help="Fail if any class's recall is below MIN.")
-@click.option("--baseline", default=None, metavar="METRICS_JSON", help="metrics.json of an earlier model, for --max-drop.")
-@click.option("--max-drop", multiple=True, metavar="METRIC=DELTA", help="Fail if METRIC is more than DELTA worse than in --baseline; repeatable.")
+@click.option(
+    "--output-dir", default=None, metavar="DIR", help="Where the report goes (default: beside the model)."
+)
+@click.option(
+    "--batch-size",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Images per inference batch.",
+)
+@click.option(
+    "--top-k",
+    default=None,
+    type=click.IntRange(min=2),
+    help="k of the top-k accuracy (default: 5 with more than 5 classes, else 2).",
+)
+@click.option(
+    "-c",
+    "--config",
+    "configs",
+    multiple=True,
+    metavar="FILE",
+    help="YAML file whose eval: section holds gate checks (merged over the run's config.yaml).",
+)
+@click.option(
+    "--fail-under",
+    multiple=True,
+    metavar="METRIC=MIN",
+    help="Fail (exit 1) if METRIC is below MIN; repeatable. E.g. accuracy=0.9, f1_macro=0.85, top3_accuracy=0.95.",
+)
+@click.option(
+    "--fail-over",
+    multiple=True,
+    metavar="METRIC=MAX",
+    help="Fail if METRIC is above MAX (for loss); repeatable.",
+)
+@click.option(
+    "--min-class-recall",
+    type=float,
+    default=None,
+    metavar="MIN",
+    help="Fail if any class's recall is below MIN.",
+)
+@click.option(
+    "--baseline",
+    default=None,
+    metavar="METRICS_JSON",
+    help="metrics.json of an earlier model, for --max-drop.",
+)
+@click.option(
+    "--max-drop",
+    multiple=True,
+    metavar="METRIC=DELTA",
+    help="Fail if METRIC is more than DELTA worse than in --baseline; repeatable.",
+)
 @_handle_errors
-def eval_cmd(model_path, run, data_dir, runs_dir, output_dir, batch_size, top_k, configs, fail_under, fail_over, min_class_recall, baseline, max_drop) -> None:
+def eval_cmd(
+    model_path,
+    run,
+    data_dir,
+    runs_dir,
+    output_dir,
+    batch_size,
+    top_k,
+    configs,
+    fail_under,
+    fail_over,
+    min_class_recall,
+    baseline,
+    max_drop,
+) -> None:
     """Score a trained model and write a full report; optionally gate on the results.
 
     \b
@@ -173,7 +266,9 @@ def eval_cmd(model_path, run, data_dir, runs_dir, output_dir, batch_size, top_k,
     section = load_eval_section(([run_config] if run_config.is_file() else []) + list(configs))
     gate = merge_spec(section, **flags).validate()  # usage mistakes exit 2 before TensorFlow loads
     _load_keras()
-    metrics = evaluate(path, data_dir, batch_size=batch_size, log=_echo, output_dir=output_dir, gate=gate, top_k=top_k)
+    metrics = evaluate(
+        path, data_dir, batch_size=batch_size, log=_echo, output_dir=output_dir, gate=gate, top_k=top_k
+    )
     if not metrics.get("gate", {}).get("passed", True):
         sys.exit(1)
 
@@ -187,13 +282,45 @@ def _read_stdin_paths() -> list[str]:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("paths", nargs=-1, required=True, metavar="IMAGE_FOLDER_OR_GLOB...")
-@click.option("--model", "model_path", default=None, metavar="PATH", help="A .keras file or run folder (default: latest run's best.keras).")
+@click.option(
+    "--model",
+    "model_path",
+    default=None,
+    metavar="PATH",
+    help="A .keras file or run folder (default: latest run's best.keras).",
+)
 @click.option("--run", default=None, metavar="NAME", help="Use this run's best.keras.")
 @click.option("--runs-dir", default="runs", show_default=True, help="Where runs live.")
-@click.option("-k", "--top-k", default=3, show_default=True, type=click.IntRange(min=1), help="How many classes to show per image.")
-@click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "json", "jsonl", "csv"]), help="table for people; json, jsonl (one object per line) or csv for programs.")
-@click.option("-o", "--output", default=None, metavar="FILE", help="Write the predictions to FILE (atomically) instead of the screen.")
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Images per inference batch.")
+@click.option(
+    "-k",
+    "--top-k",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="How many classes to show per image.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    default="table",
+    show_default=True,
+    type=click.Choice(["table", "json", "jsonl", "csv"]),
+    help="table for people; json, jsonl (one object per line) or csv for programs.",
+)
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    metavar="FILE",
+    help="Write the predictions to FILE (atomically) instead of the screen.",
+)
+@click.option(
+    "--batch-size",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Images per inference batch.",
+)
 @_handle_errors
 def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size) -> None:
     """Predict class names and probabilities for images, folders (recursively) or glob patterns.
@@ -239,13 +366,42 @@ def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size) ->
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
-@click.option("--model", "model_path", default=None, metavar="PATH", help="A .keras file or run folder (default: latest run's best.keras).")
+@click.option(
+    "--model",
+    "model_path",
+    default=None,
+    metavar="PATH",
+    help="A .keras file or run folder (default: latest run's best.keras).",
+)
 @click.option("--run", default=None, metavar="NAME", help="Use this run's best.keras.")
 @click.option("--runs-dir", default="runs", show_default=True, help="Where runs live.")
-@click.option("--class", "class_name", default=None, metavar="NAME", help="Explain this class instead of the predicted one.")
-@click.option("-o", "--output", default=None, metavar="FILE", help="PNG to write (one IMAGE only; default: IMAGE-NAME_gradcam.png in --output-dir).")
-@click.option("--output-dir", default=".", show_default=True, metavar="DIR", help="Folder for the PNGs when --output is not given.")
-@click.option("--layer", default=None, metavar="NAME", help="Feature-map layer to read (default: the last one with a 4-D output).")
+@click.option(
+    "--class",
+    "class_name",
+    default=None,
+    metavar="NAME",
+    help="Explain this class instead of the predicted one.",
+)
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    metavar="FILE",
+    help="PNG to write (one IMAGE only; default: IMAGE-NAME_gradcam.png in --output-dir).",
+)
+@click.option(
+    "--output-dir",
+    default=".",
+    show_default=True,
+    metavar="DIR",
+    help="Folder for the PNGs when --output is not given.",
+)
+@click.option(
+    "--layer",
+    default=None,
+    metavar="NAME",
+    help="Feature-map layer to read (default: the last one with a 4-D output).",
+)
 @_handle_errors
 def explain(images, model_path, run, runs_dir, class_name, output, output_dir, layer) -> None:
     """Show which part of an image drove the prediction: a Grad-CAM heat map over the image.
@@ -275,8 +431,14 @@ def explain(images, model_path, run, runs_dir, class_name, output, output_dir, l
     model, meta = load_model(path)
     for image, target in zip(images, targets):
         result = explain_file(model, meta, image, target, class_name=class_name, layer=layer)
-        about = "" if result["explained"] == result["predicted"] else f"; explained '{result['explained']}' ({result['explained_probability']:.1%})"
-        click.echo(f"{image}: predicted {result['predicted']} ({result['probability']:.1%}){about} -> {target}")
+        about = (
+            ""
+            if result["explained"] == result["predicted"]
+            else f"; explained '{result['explained']}' ({result['explained_probability']:.1%})"
+        )
+        click.echo(
+            f"{image}: predicted {result['predicted']} ({result['probability']:.1%}){about} -> {target}"
+        )
 
 
 # ---------------------------------------------------------------------------------- config
@@ -288,7 +450,9 @@ def config() -> None:
 
 
 @config.command("show", context_settings=CONTEXT)
-@click.option("-c", "--config", "configs", multiple=True, metavar="FILE", help="YAML config file(s) to resolve.")
+@click.option(
+    "-c", "--config", "configs", multiple=True, metavar="FILE", help="YAML config file(s) to resolve."
+)
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @_handle_errors
 def config_show(configs, overrides) -> None:
@@ -303,7 +467,9 @@ def config_show(configs, overrides) -> None:
 
 @config.command("check", context_settings=CONTEXT)
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override to apply before checking.")
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override to apply before checking."
+)
 @_handle_errors
 def config_check(files, overrides) -> None:
     """Validate config FILE(s): exit 0 if valid, else one line naming the problem and exit 2."""
@@ -323,9 +489,18 @@ def data() -> None:
 
 @data.command("sample", context_settings=CONTEXT)
 @click.argument("out_dir", default="data/shapes", metavar="[OUT_DIR]")
-@click.option("--size", default=64, show_default=True, type=click.IntRange(min=32), help="Image side in pixels.")
-@click.option("--per-class", default=None, type=click.IntRange(min=1), help="Training images per class (val and test get a quarter each).")
-@click.option("--seed", default=0, show_default=True, help="Random seed; the same seed gives the same images.")
+@click.option(
+    "--size", default=64, show_default=True, type=click.IntRange(min=32), help="Image side in pixels."
+)
+@click.option(
+    "--per-class",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Training images per class (val and test get a quarter each).",
+)
+@click.option(
+    "--seed", default=0, show_default=True, help="Random seed; the same seed gives the same images."
+)
 @_handle_errors
 def data_sample(out_dir: str, size: int, per_class: int | None, seed: int) -> None:
     """Generate the sample shapes data set (offline, deterministic) into OUT_DIR."""
@@ -335,18 +510,42 @@ def data_sample(out_dir: str, size: int, per_class: int | None, seed: int) -> No
 
     if Path(out_dir).exists() and any(Path(out_dir).iterdir()):
         raise ImgaiError(f"'{out_dir}' exists and is not empty: choose another folder or remove it first")
-    splits = DEFAULT_SPLITS if per_class is None else {"train": per_class, "val": max(1, per_class // 4), "test": max(1, per_class // 4)}
+    splits = (
+        DEFAULT_SPLITS
+        if per_class is None
+        else {"train": per_class, "val": max(1, per_class // 4), "test": max(1, per_class // 4)}
+    )
     written = make_shapes_dataset(out_dir, splits, size=size, seed=seed)
-    click.echo(f"Wrote {sum(written.values())} images to {out_dir} ({', '.join(f'{k} {v}' for k, v in written.items())}).")
+    click.echo(
+        f"Wrote {sum(written.values())} images to {out_dir} ({', '.join(f'{k} {v}' for k, v in written.items())})."
+    )
 
 
 @data.command("preview", context_settings=CONTEXT)
 @click.option(
-    "-c", "--config", "configs", multiple=True, metavar="FILE",
+    "-c",
+    "--config",
+    "configs",
+    multiple=True,
+    metavar="FILE",
     help="YAML config file; repeat to merge several, later files win.",
 )
-@click.option("-o", "--output", default="augment_preview.png", show_default=True, metavar="PNG", help="Where to write the grid.")
-@click.option("-n", "--count", default=16, show_default=True, type=click.IntRange(min=1, max=256), help="How many training images to show.")
+@click.option(
+    "-o",
+    "--output",
+    default="augment_preview.png",
+    show_default=True,
+    metavar="PNG",
+    help="Where to write the grid.",
+)
+@click.option(
+    "-n",
+    "--count",
+    default=16,
+    show_default=True,
+    type=click.IntRange(min=1, max=256),
+    help="How many training images to show.",
+)
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @_handle_errors
 def data_preview(configs: tuple[str, ...], output: str, count: int, overrides: tuple[str, ...]) -> None:

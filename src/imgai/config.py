@@ -53,8 +53,9 @@ class DataConfig(_Section):
     )
     color_mode: Literal["rgb", "grayscale"] = Field("rgb", description="rgb (3 channels) or grayscale (1).")
     interpolation: Literal["bilinear", "nearest", "bicubic"] = Field(
-        "bilinear", description="Resize filter, used by the loader (OpenCV) and by the resize layer in the "
-        "model (Keras); both without antialiasing, as keras.utils.image_dataset_from_directory."
+        "bilinear",
+        description="Resize filter, used by the loader (OpenCV) and by the resize layer in the "
+        "model (Keras); both without antialiasing, as keras.utils.image_dataset_from_directory.",
     )
     batch_size: int = Field(32, ge=1, description="Images per training step.")
     shuffle: bool = Field(True, description="Shuffle the file list before splitting and every epoch.")
@@ -65,7 +66,9 @@ class DataConfig(_Section):
         "memory-mapped, reused by later runs), none (decoded every batch); auto = memory if they fit "
         "comfortably in RAM, else disk.",
     )
-    cache_dir: str = Field("~/.cache/imgai", description="Folder of the disk cache (data.cache=disk); safe to delete.")
+    cache_dir: str = Field(
+        "~/.cache/imgai", description="Folder of the disk cache (data.cache=disk); safe to delete."
+    )
 
     @field_validator("image_size", mode="before")
     @classmethod
@@ -86,15 +89,24 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     """Which architecture to build and its settings (each says which models it applies to)."""
 
-    name: str = Field("cnn", description="Architecture from the model registry: cnn, sepresnet (from scratch), or a "
+    name: str = Field(
+        "cnn",
+        description="Architecture from the model registry: cnn, sepresnet (from scratch), or a "
         "keras.applications backbone: mobilenetv3small, mobilenetv3large, efficientnetv2b0, efficientnetv2b1, "
-        "efficientnetv2s, resnet50, convnexttiny.")
+        "efficientnetv2s, resnet50, convnexttiny.",
+    )
     filters: list[int] = Field(
-        [32, 64, 128], min_length=1, description="cnn only: Conv2D filters per block; each block ends in 2x2 max-pooling."
+        [32, 64, 128],
+        min_length=1,
+        description="cnn only: Conv2D filters per block; each block ends in 2x2 max-pooling.",
     )
     kernel_size: int = Field(3, ge=1, description="cnn only: Conv2D kernel size.")
-    dense_units: int = Field(512, ge=1, description="cnn only: units of the dense layer before the classifier.")
-    dropout: float = Field(0.5, ge=0.0, lt=1.0, description="Dropout rate before the classifier (every model).")
+    dense_units: int = Field(
+        512, ge=1, description="cnn only: units of the dense layer before the classifier."
+    )
+    dropout: float = Field(
+        0.5, ge=0.0, lt=1.0, description="Dropout rate before the classifier (every model)."
+    )
     widths: list[int] = Field(
         [32, 64, 128, 256, 512],
         min_length=3,
@@ -112,7 +124,9 @@ class ModelConfig(_Section):
         description="Backbones only: keep backbone weights fixed; null = frozen when weights are loaded "
         "(imagenet or a file), trainable when weights is null.",
     )
-    pooling: Literal["avg", "max"] = Field("avg", description="Backbones and sepresnet: global pooling of the last feature map.")
+    pooling: Literal["avg", "max"] = Field(
+        "avg", description="Backbones and sepresnet: global pooling of the last feature map."
+    )
     head_units: int = Field(
         0, ge=0, description="Backbones and sepresnet: units of a hidden Dense layer in the head; 0 = none."
     )
@@ -148,15 +162,29 @@ class AugmentConfig(_Section):
     flip: Literal["none", "horizontal", "vertical", "horizontal_and_vertical"] = Field(
         "none", description="RandomFlip mode."
     )
-    rotation: float = Field(0.0, ge=0.0, le=1.0, description="RandomRotation factor: fraction of a full turn (0.1 = up to +-36 degrees).")
-    zoom: float = Field(0.0, ge=0.0, lt=1.0, description="RandomZoom factor: zoom in or out by up to this fraction.")
-    translation: float = Field(0.0, ge=0.0, le=1.0, description="RandomTranslation factor: shift by up to this fraction of height and width.")
+    rotation: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="RandomRotation factor: fraction of a full turn (0.1 = up to +-36 degrees).",
+    )
+    zoom: float = Field(
+        0.0, ge=0.0, lt=1.0, description="RandomZoom factor: zoom in or out by up to this fraction."
+    )
+    translation: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="RandomTranslation factor: shift by up to this fraction of height and width.",
+    )
     shear: float = Field(0.0, ge=0.0, le=1.0, description="RandomShear factor along x and y.")
     fill_mode: Literal["reflect", "wrap", "constant", "nearest"] = Field(
         "reflect", description="How rotation, zoom, translation and shear fill the pixels they expose."
     )
     contrast: float = Field(0.0, ge=0.0, le=1.0, description="RandomContrast factor.")
-    brightness: float = Field(0.0, ge=0.0, le=1.0, description="RandomBrightness factor: shift by up to this fraction of 255.")
+    brightness: float = Field(
+        0.0, ge=0.0, le=1.0, description="RandomBrightness factor: shift by up to this fraction of 255."
+    )
     saturation: float = Field(0.0, ge=0.0, le=1.0, description="RandomSaturation factor (rgb only).")
     hue: float = Field(0.0, ge=0.0, le=1.0, description="RandomHue factor (rgb only).")
     crop: float = Field(
@@ -166,12 +194,24 @@ class AugmentConfig(_Section):
         description="RandomCrop to this fraction of each side (1.0 = off); the model's resize layer scales "
         "the crop back up.",
     )
-    randaugment: int = Field(0, ge=0, description="RandAugment: number of random operations per image; 0 = off.")
-    randaugment_magnitude: float = Field(0.5, gt=0.0, le=1.0, description="RandAugment factor (strength of each operation).")
-    erasing: float = Field(0.0, ge=0.0, le=1.0, description="RandomErasing: probability of erasing a random rectangle; 0 = off.")
-    erasing_scale: tuple[float, float] = Field((0.02, 0.33), description="RandomErasing: [min, max] fraction of the image erased.")
-    mixup: float = Field(0.0, ge=0.0, description="MixUp alpha (labels are mixed too); 0 = off, 0.2 is typical.")
-    cutmix: float = Field(0.0, ge=0.0, description="CutMix factor (labels are mixed too); 0 = off, 1.0 is typical.")
+    randaugment: int = Field(
+        0, ge=0, description="RandAugment: number of random operations per image; 0 = off."
+    )
+    randaugment_magnitude: float = Field(
+        0.5, gt=0.0, le=1.0, description="RandAugment factor (strength of each operation)."
+    )
+    erasing: float = Field(
+        0.0, ge=0.0, le=1.0, description="RandomErasing: probability of erasing a random rectangle; 0 = off."
+    )
+    erasing_scale: tuple[float, float] = Field(
+        (0.02, 0.33), description="RandomErasing: [min, max] fraction of the image erased."
+    )
+    mixup: float = Field(
+        0.0, ge=0.0, description="MixUp alpha (labels are mixed too); 0 = off, 0.2 is typical."
+    )
+    cutmix: float = Field(
+        0.0, ge=0.0, description="CutMix factor (labels are mixed too); 0 = off, 1.0 is typical."
+    )
 
     @field_validator("erasing_scale")
     @classmethod
@@ -185,8 +225,22 @@ class AugmentConfig(_Section):
         off = AugmentConfig()
         return any(
             getattr(self, name) != getattr(off, name)
-            for name in ("flip", "rotation", "zoom", "translation", "shear", "contrast", "brightness",
-                         "saturation", "hue", "crop", "randaugment", "erasing", "mixup", "cutmix")
+            for name in (
+                "flip",
+                "rotation",
+                "zoom",
+                "translation",
+                "shear",
+                "contrast",
+                "brightness",
+                "saturation",
+                "hue",
+                "crop",
+                "randaugment",
+                "erasing",
+                "mixup",
+                "cutmix",
+            )
         )
 
 
@@ -205,15 +259,22 @@ class TrainConfig(_Section):
         "categorical_crossentropy", description="Loss on one-hot labels."
     )
     monitor: Literal["val_accuracy", "val_loss", "accuracy", "loss"] = Field(
-        "val_accuracy", description="Metric that picks best.keras and drives early stopping and plateaus (val_* needs validation data)."
+        "val_accuracy",
+        description="Metric that picks best.keras and drives early stopping and plateaus "
+        "(val_* needs validation data).",
     )
-    top_k: int = Field(5, ge=2, description="k of the top-k accuracy reported when there are more than 5 classes.")
+    top_k: int = Field(
+        5, ge=2, description="k of the top-k accuracy reported when there are more than 5 classes."
+    )
     monitor_mode: Literal["auto", "min", "max"] = Field(
-        "auto", description="Whether train.monitor improves downwards (min) or upwards (max); auto: min for losses."
+        "auto",
+        description="Whether train.monitor improves downwards (min) or upwards (max); auto: min for losses.",
     )
     # Optimizer details
     weight_decay: float | None = Field(
-        None, ge=0.0, description="Decoupled weight decay; empty = 0.004 for adamw (Keras' default), none for the others."
+        None,
+        ge=0.0,
+        description="Decoupled weight decay; empty = 0.004 for adamw (Keras' default), none for the others.",
     )
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="Momentum of sgd and rmsprop.")
     nesterov: bool = Field(False, description="Nesterov momentum for sgd.")
@@ -223,51 +284,83 @@ class TrainConfig(_Section):
     gradient_clip_value: float | None = Field(
         None, gt=0.0, description="Clip every gradient element to [-value, value] (empty = no clipping)."
     )
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Label smoothing of the cross-entropy loss.")
+    label_smoothing: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Label smoothing of the cross-entropy loss."
+    )
     # Learning-rate schedule: applied per step by imgai, so saved models hold only a plain optimizer.
     schedule: Literal["constant", "cosine", "step", "exponential"] = Field(
         "constant",
         description="Learning rate over the run: constant; cosine (down to min_learning_rate); step (times "
         "decay_factor every decay_epochs); exponential (the same, smoothly).",
     )
-    warmup_epochs: float = Field(0.0, ge=0.0, description="Linear warmup from 0 to learning_rate over this many epochs (fractions allowed).")
-    min_learning_rate: float = Field(0.0, ge=0.0, description="Where the cosine schedule ends.")
-    decay_epochs: float = Field(10.0, gt=0.0, description="Epochs per decay step of the step and exponential schedules.")
-    decay_factor: float = Field(0.1, gt=0.0, le=1.0, description="Learning-rate multiplier per decay_epochs (step, exponential).")
-    plateau_patience: int | None = Field(
-        None, ge=1, description="Reduce on plateau: epochs without improvement of train.monitor before the learning "
-        "rate is multiplied by plateau_factor (empty = off). Works on top of any schedule."
+    warmup_epochs: float = Field(
+        0.0,
+        ge=0.0,
+        description="Linear warmup from 0 to learning_rate over this many epochs (fractions allowed).",
     )
-    plateau_factor: float = Field(0.1, gt=0.0, lt=1.0, description="Learning-rate multiplier when a plateau is hit.")
-    plateau_min_learning_rate: float = Field(0.0, ge=0.0, description="Reduce on plateau never goes below this.")
+    min_learning_rate: float = Field(0.0, ge=0.0, description="Where the cosine schedule ends.")
+    decay_epochs: float = Field(
+        10.0, gt=0.0, description="Epochs per decay step of the step and exponential schedules."
+    )
+    decay_factor: float = Field(
+        0.1, gt=0.0, le=1.0, description="Learning-rate multiplier per decay_epochs (step, exponential)."
+    )
+    plateau_patience: int | None = Field(
+        None,
+        ge=1,
+        description="Reduce on plateau: epochs without improvement of train.monitor before the learning "
+        "rate is multiplied by plateau_factor (empty = off). Works on top of any schedule.",
+    )
+    plateau_factor: float = Field(
+        0.1, gt=0.0, lt=1.0, description="Learning-rate multiplier when a plateau is hit."
+    )
+    plateau_min_learning_rate: float = Field(
+        0.0, ge=0.0, description="Reduce on plateau never goes below this."
+    )
     # Callbacks
     early_stopping_patience: int | None = Field(
-        None, ge=1, description="Stop after this many epochs without improvement of train.monitor (empty = off)."
+        None,
+        ge=1,
+        description="Stop after this many epochs without improvement of train.monitor (empty = off).",
     )
-    early_stopping_min_delta: float = Field(0.0, ge=0.0, description="Smallest change of train.monitor that counts as improvement.")
+    early_stopping_min_delta: float = Field(
+        0.0, ge=0.0, description="Smallest change of train.monitor that counts as improvement."
+    )
     restore_best_weights: bool = Field(
-        True, description="When early stopping triggers, put the best epoch's weights (best.keras) back into the model."
+        True,
+        description="When early stopping triggers, put the best epoch's weights (best.keras) back into the model.",
     )
     tensorboard: bool = Field(False, description="Also write TensorBoard logs to runs/<name>/tensorboard.")
     # Imbalance
     class_weight: Literal["balanced"] | dict[str, float] | None = Field(
-        None, description="Loss weight per class: balanced (n_images / (n_classes * n_class_images)) or "
-        "{class_name: weight} (classes left out weigh 1); empty = all 1."
+        None,
+        description="Loss weight per class: balanced (n_images / (n_classes * n_class_images)) or "
+        "{class_name: weight} (classes left out weigh 1); empty = all 1.",
     )
     # Fine-tuning of a pretrained backbone (models.backbone_layers)
     fine_tune_after: int | None = Field(
-        None, ge=0, description="After this many epochs unfreeze the backbone (see fine_tune_layers) and continue at "
-        "fine_tune_learning_rate in the same run (empty = never)."
+        None,
+        ge=0,
+        description="After this many epochs unfreeze the backbone (see fine_tune_layers) and continue at "
+        "fine_tune_learning_rate in the same run (empty = never).",
     )
     fine_tune_layers: int | Literal["all"] = Field(
-        "all", description="How many of the backbone's top layers to unfreeze, or all (BatchNorm layers stay frozen)."
+        "all",
+        description="How many of the backbone's top layers to unfreeze, or all (BatchNorm layers stay frozen).",
     )
     fine_tune_learning_rate: float | None = Field(
         None, gt=0.0, description="Peak learning rate of the fine-tune stage (empty = learning_rate / 10)."
     )
     # Speed
-    jit_compile: Literal["auto"] | bool = Field("auto", description="Compile the training step with XLA: auto, true or false.")
-    steps_per_execution: int = Field(1, ge=1, description="Training steps run per call into the backend (fewer Python round trips; the learning rate then changes once per call).")
+    jit_compile: Literal["auto"] | bool = Field(
+        "auto", description="Compile the training step with XLA: auto, true or false."
+    )
+    steps_per_execution: int = Field(
+        1,
+        ge=1,
+        description="Training steps run per call into the backend "
+        "(fewer Python round trips; the learning rate then changes once per call).",
+    )
 
     @field_validator("class_weight", mode="before")
     @classmethod
@@ -317,7 +410,9 @@ class EvalConfig(_Section):
     min_class_recall: float | None = Field(
         None, ge=0.0, le=1.0, description="Lowest allowed recall of every class, e.g. 0.7."
     )
-    baseline: str | None = Field(None, description="metrics.json of an earlier model, compared with max_drop.")
+    baseline: str | None = Field(
+        None, description="metrics.json of an earlier model, compared with max_drop."
+    )
     max_drop: dict[str, float] = Field(
         {}, description="Largest allowed drop per metric below the baseline, e.g. {accuracy: 0.01}."
     )
@@ -339,9 +434,12 @@ class EvalConfig(_Section):
 class Config(_Section):
     """A whole imgai configuration."""
 
-    seed: int = Field(123, description="Seeds the split, the shuffling, the weight initialisation and every other RNG.")
+    seed: int = Field(
+        123, description="Seeds the split, the shuffling, the weight initialisation and every other RNG."
+    )
     deterministic: bool = Field(
-        False, description="Deterministic ops too (slower on GPU): the same config gives the same history.csv on CPU."
+        False,
+        description="Deterministic ops too (slower on GPU): the same config gives the same history.csv on CPU.",
     )
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)

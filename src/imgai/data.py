@@ -12,7 +12,8 @@ file on disk reused across runs, or nowhere, decoding each batch while training)
 
 Decoding (simplejpeg for JPEGs, Pillow for the rest) and resizing (OpenCV) run in a thread pool and
 need neither TensorFlow nor Keras, so the same code serves every Keras backend. Images are decoded
-and resized once, before training; each epoch then only slices arrays. Augmentation belongs after ``load_images`` (it must stay random every epoch); the
+and resized once, before training; each epoch then only slices arrays. Augmentation belongs after
+``load_images`` (it must stay random every epoch); the
 disk cache stands in for ``load_images`` because it returns the same ``DecodedImages``.
 
 Scanning and splitting follow ``keras.utils.image_dataset_from_directory`` exactly (sorted class
@@ -37,7 +38,30 @@ import numpy as np
 from imgai.errors import ImgaiError
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
-SPLIT_FOLDER_NAMES = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test", "testing")}
+
+
+@dataclass(frozen=True)
+class DecodeSpec:
+    """How image files become model input: the one value train, eval, predict and explain share."""
+
+    image_size: tuple[int, int]
+    color_mode: str = "rgb"
+    interpolation: str = "bilinear"
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.color_mode == "grayscale" else 3
+
+    @classmethod
+    def from_config(cls, data_cfg) -> DecodeSpec:
+        return cls(tuple(data_cfg.image_size), data_cfg.color_mode, data_cfg.interpolation)
+
+
+SPLIT_FOLDER_NAMES = {
+    "train": ("train", "training"),
+    "val": ("val", "valid", "validation"),
+    "test": ("test", "testing"),
+}
 
 
 @dataclass
@@ -53,11 +77,13 @@ class FileList:
         return len(self.paths)
 
     def counts(self) -> list[int]:
-        return np.bincount(self.labels, minlength=len(self.class_names)).tolist() if len(self) else [0] * len(
-            self.class_names
+        return (
+            np.bincount(self.labels, minlength=len(self.class_names)).tolist()
+            if len(self)
+            else [0] * len(self.class_names)
         )
 
-    def subset(self, indices: np.ndarray | list[int], source: str | None = None) -> "FileList":
+    def subset(self, indices: np.ndarray | list[int], source: str | None = None) -> FileList:
         indices = np.asarray(indices, dtype=np.int64)
         return FileList(
             [self.paths[i] for i in indices], self.labels[indices], self.class_names, source or self.source
@@ -75,7 +101,11 @@ class Splits:
         return self.train.class_names
 
     def items(self) -> list[tuple[str, FileList]]:
-        return [(name, fl) for name, fl in (("train", self.train), ("val", self.val), ("test", self.test)) if fl is not None]
+        return [
+            (name, fl)
+            for name, fl in (("train", self.train), ("val", self.val), ("test", self.test))
+            if fl is not None
+        ]
 
 
 @dataclass
@@ -131,7 +161,9 @@ def scan_folder(directory: str | Path, class_names: list[str] | None = None) -> 
         extra = sorted(set(found) - set(class_names))
         missing = sorted(set(class_names) - set(found))
         detail = "; ".join(
-            part for part in (f"unexpected: {extra}" if extra else "", f"missing: {missing}" if missing else "") if part
+            part
+            for part in (f"unexpected: {extra}" if extra else "", f"missing: {missing}" if missing else "")
+            if part
         )
         raise ImgaiError(
             f"class folders in '{directory}' differ from the expected classes {list(class_names)} ({detail}): "
@@ -167,7 +199,9 @@ def split_files(files: FileList, validation_split: float | None, seed: int, shuf
         )
     n_train = len(paths) - num_val
     train = shuffled.subset(np.arange(n_train), f"{files.source} (training {1 - validation_split:.0%})")
-    val = shuffled.subset(np.arange(n_train, len(paths)), f"{files.source} (validation {validation_split:.0%})")
+    val = shuffled.subset(
+        np.arange(n_train, len(paths)), f"{files.source} (validation {validation_split:.0%})"
+    )
     return train, val
 
 
@@ -196,7 +230,11 @@ def resolve_splits(data_cfg, seed: int) -> Splits:
             test_dir = test_dir or find_split_folder(root, "test")
         else:
             train_dir = root
-    for label, folder in (("data.train_dir", train_dir), ("data.val_dir", val_dir), ("data.test_dir", test_dir)):
+    for label, folder in (
+        ("data.train_dir", train_dir),
+        ("data.val_dir", val_dir),
+        ("data.test_dir", test_dir),
+    ):
         if folder is not None and not folder.is_dir():
             raise ImgaiError(f"data folder '{folder}' does not exist: fix {label} or data.root")
 
@@ -321,7 +359,9 @@ def _decode_pillow(data: bytes, height: int, width: int) -> np.ndarray:
         return np.asarray(img, dtype=np.uint8)
 
 
-def decode_image(path: str | Path, image_size: tuple[int, int], color_mode: str = "rgb", interpolation: str = "bilinear") -> np.ndarray:
+def decode_image(
+    path: str | Path, image_size: tuple[int, int], color_mode: str = "rgb", interpolation: str = "bilinear"
+) -> np.ndarray:
     """Read one image file into a (H, W, C) uint8 array at ``image_size``; raises on bad files.
 
     JPEGs are decoded by simplejpeg, everything else (and any JPEG it declines) by Pillow; both
@@ -376,7 +416,15 @@ class Progress:
         return time.perf_counter() - self.start
 
 
-def decode_files(paths: list[str], image_size, color_mode: str, interpolation: str, workers: int = 0, store=None, block: int = 16):
+def decode_files(
+    paths: list[str],
+    image_size,
+    color_mode: str,
+    interpolation: str,
+    workers: int = 0,
+    store=None,
+    block: int = 16,
+):
     """Decode ``paths`` on a thread pool; yield ``(index, image, None)`` or ``(index, None, reason)``
     in input order. simplejpeg, Pillow and OpenCV release the GIL while decoding and resizing, so
     the threads use every core.
@@ -421,12 +469,23 @@ def decode_files(paths: list[str], image_size, color_mode: str, interpolation: s
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def store_all(paths: list[str], image_size, color_mode: str, interpolation: str, workers: int, store, label: str, progress: bool):
+def store_all(
+    paths: list[str],
+    image_size,
+    color_mode: str,
+    interpolation: str,
+    workers: int,
+    store,
+    label: str,
+    progress: bool,
+):
     """Decode every file, each worker handing its rows to ``store`` (:func:`decode_files`), with a
     progress line. Returns (indices of the files kept, in order; {index: reason} for the skipped)."""
     errors: dict[int, str] = {}
     bar = Progress(label, len(paths), progress)
-    for index, _image, reason in decode_files(paths, image_size, color_mode, interpolation, workers, store=store):
+    for index, _image, reason in decode_files(
+        paths, image_size, color_mode, interpolation, workers, store=store
+    ):
         if reason is not None:
             errors[index] = reason
         bar.update(index + 1)
@@ -489,7 +548,9 @@ def write_skipped(path: str | Path, skipped: list[tuple[str, str]]) -> None:
     atomic_write_text(path, "".join(f"{p}\t{reason}\n" for p, reason in skipped))
 
 
-def make_batches(decoded, num_classes: int, batch_size: int, shuffle: bool = False, seed: int = 0, epoch: int = 0):
+def make_batches(
+    decoded, num_classes: int, batch_size: int, shuffle: bool = False, seed: int = 0, epoch: int = 0
+):
     """A ``keras.utils.PyDataset`` of (uint8 pixels 0..255, float32 one-hot labels).
     ``epoch``: epochs already done (a resumed run continues the shuffling order).
 
@@ -504,5 +565,12 @@ def make_batches(decoded, num_classes: int, batch_size: int, shuffle: bool = Fal
     if isinstance(decoded, StreamedImages):
         return StreamingBatches(decoded, num_classes, batch_size, shuffle=shuffle, seed=seed, epoch=epoch)
     return ArrayBatches(
-        decoded.images, decoded.labels, num_classes, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, cache_file=decoded.cache_file
+        decoded.images,
+        decoded.labels,
+        num_classes,
+        batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        epoch=epoch,
+        cache_file=decoded.cache_file,
     )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -22,7 +22,9 @@ def eval_files_from_folder(folder: str | Path, model_classes: list[str]) -> File
     with labels indexing the model's classes."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ImgaiError(f"data folder '{folder}' does not exist: pass a folder with one sub-folder per class to --data")
+        raise ImgaiError(
+            f"data folder '{folder}' does not exist: pass a folder with one sub-folder per class to --data"
+        )
     for kind in ("test", "val"):
         split = find_split_folder(folder, kind)
         if split is not None and not (set(list_class_folders(folder)) <= set(model_classes)):
@@ -48,7 +50,10 @@ def eval_files_from_run(model_path: Path, model_classes: list[str]) -> FileList:
 
     config_path = model_path.parent / CONFIG_FILE
     if not config_path.is_file():
-        raise ImgaiError(f"'{model_path}' is not inside a run folder (no {CONFIG_FILE} beside it): pass --data DIR to say what to score")
+        raise ImgaiError(
+            f"'{model_path}' is not inside a run folder (no {CONFIG_FILE} "
+            "beside it): pass --data DIR to say what to score"
+        )
     config = build_config(read_yaml(config_path))
     splits = resolve_splits(config.data, config.seed)
     chosen = splits.test or splits.val
@@ -58,7 +63,8 @@ def eval_files_from_run(model_path: Path, model_classes: list[str]) -> FileList:
         )
     if chosen.class_names != list(model_classes):
         raise ImgaiError(
-            f"classes of '{chosen.source}' {chosen.class_names} differ from the model's {model_classes}: pass --data DIR"
+            f"classes of '{chosen.source}' {chosen.class_names} differ "
+            f"from the model's {model_classes}: pass --data DIR"
         )
     return chosen
 
@@ -72,10 +78,14 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     # 0 where the denominator is 0 (no predictions / no images of a class), as scikit-learn does.
-    return np.divide(numerator, denominator, out=np.zeros(len(numerator), dtype=np.float64), where=denominator > 0)
+    return np.divide(
+        numerator, denominator, out=np.zeros(len(numerator), dtype=np.float64), where=denominator > 0
+    )
 
 
-def compute_metrics(probabilities: np.ndarray, labels: np.ndarray, class_names: list[str], top_k: int = 5) -> dict:
+def compute_metrics(
+    probabilities: np.ndarray, labels: np.ndarray, class_names: list[str], top_k: int = 5
+) -> dict:
     """Loss, accuracy, top-k accuracy, precision / recall / F1 (per class, macro, weighted) and
     the confusion matrix, from probabilities and integer labels.
 
@@ -88,7 +98,9 @@ def compute_metrics(probabilities: np.ndarray, labels: np.ndarray, class_names: 
     num_classes = len(class_names)
     predicted = probabilities.argmax(axis=1) if n else np.zeros(0, dtype=np.int64)
     eps = 1e-7
-    loss = float(-np.mean(np.log(np.clip(probabilities[np.arange(n), labels], eps, 1.0)))) if n else float("nan")
+    loss = (
+        float(-np.mean(np.log(np.clip(probabilities[np.arange(n), labels], eps, 1.0)))) if n else float("nan")
+    )
     metrics: dict = {
         "num_images": int(n),
         "loss": loss,
@@ -97,7 +109,9 @@ def compute_metrics(probabilities: np.ndarray, labels: np.ndarray, class_names: 
     if num_classes > 2:
         k = min(top_k, num_classes - 1)
         top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-        metrics[f"top{k}_accuracy"] = float(np.mean((top == labels[:, None]).any(axis=1))) if n else float("nan")
+        metrics[f"top{k}_accuracy"] = (
+            float(np.mean((top == labels[:, None]).any(axis=1))) if n else float("nan")
+        )
 
     matrix = confusion_matrix(labels, predicted, num_classes)
     true_positives = np.diag(matrix).astype(np.float64)
@@ -170,7 +184,11 @@ def evaluate(
         gate.validate()  # a mistake in the checks fails before the slow part
     model, meta = load_model(model_path)
     classes = meta["class_names"]
-    files = eval_files_from_folder(data_dir, classes) if data_dir is not None else eval_files_from_run(model_path, classes)
+    files = (
+        eval_files_from_folder(data_dir, classes)
+        if data_dir is not None
+        else eval_files_from_run(model_path, classes)
+    )
     log(f"Scoring {model_path} on {len(files)} images from {files.source}")
     start = time.perf_counter()
     parts: list[np.ndarray] = []
@@ -186,7 +204,11 @@ def evaluate(
     probabilities = np.concatenate(parts) if parts else np.zeros((0, len(classes)), np.float32)
     labels = np.concatenate(label_parts) if label_parts else np.zeros(0, np.int32)
     if skipped:
-        log(f"Skipped {len(skipped)} unreadable file(s): " + ", ".join(p for p, _ in skipped[:5]) + (" ..." if len(skipped) > 5 else ""))
+        log(
+            f"Skipped {len(skipped)} unreadable file(s): "
+            + ", ".join(p for p, _ in skipped[:5])
+            + (" ..." if len(skipped) > 5 else "")
+        )
     if len(paths) == 0:
         raise ImgaiError(f"none of the images in '{files.source}' could be read")
     if top_k is None:  # as in training for many classes; top-2 says more than top-4 of 5
@@ -212,9 +234,16 @@ def evaluate(
         metrics["gate"] = {"passed": all(r.passed for r in results), "checks": [r.to_dict() for r in results]}
     out_dir = Path(output_dir) if output_dir is not None else model_path.parent
     written = write_report(
-        out_dir, metrics, paths, labels, probabilities, meta,
-        history_path=model_path.parent / HISTORY_FILE, monitor=_run_monitor(model_path.parent),
-        gallery_size=gallery_size, log=log,
+        out_dir,
+        metrics,
+        paths,
+        labels,
+        probabilities,
+        meta,
+        history_path=model_path.parent / HISTORY_FILE,
+        monitor=_run_monitor(model_path.parent),
+        gallery_size=gallery_size,
+        log=log,
     )
     log(format_metrics(metrics))
     log(f"Wrote {len(written)} report files to {out_dir}/: " + ", ".join(p.name for p in written))
@@ -226,15 +255,21 @@ def evaluate(
 def format_metrics(metrics: dict) -> str:
     """The printed summary: overall figures, then one line per class."""
     lines = [
-        f"  images         {metrics['num_images']}" + (f" ({metrics['num_skipped']} skipped)" if metrics.get("num_skipped") else ""),
+        f"  images         {metrics['num_images']}"
+        + (f" ({metrics['num_skipped']} skipped)" if metrics.get("num_skipped") else ""),
         f"  loss           {metrics['loss']:.4f}",
         f"  accuracy       {metrics['accuracy']:.2%}",
     ]
-    lines += [f"  {key.replace('_', ' '):<14} {value:.2%}" for key, value in metrics.items() if key.startswith("top") and key.endswith("_accuracy")]
+    lines += [
+        f"  {key.replace('_', ' '):<14} {value:.2%}"
+        for key, value in metrics.items()
+        if key.startswith("top") and key.endswith("_accuracy")
+    ]
     for avg in ("macro", "weighted"):
         if f"f1_{avg}" in metrics:
             lines.append(
-                f"  {avg:<14} precision {metrics[f'precision_{avg}']:.2%}  recall {metrics[f'recall_{avg}']:.2%}  F1 {metrics[f'f1_{avg}']:.2%}"
+                f"  {avg:<14} precision {metrics[f'precision_{avg}']:.2%}  recall "
+                f"{metrics[f'recall_{avg}']:.2%}  F1 {metrics[f'f1_{avg}']:.2%}"
             )
     width = max(len(name) for name in [*metrics["per_class"], "class"])
     lines.append(f"  {'class':<{width}}  {'precision':>9}  {'recall':>7}  {'F1':>7}  {'images':>6}")

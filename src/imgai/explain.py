@@ -87,7 +87,9 @@ def find_target_layer(model, name: str | None = None) -> tuple:
             )
         return named[-1]
     if not candidates:
-        raise ImgaiError("the model has no convolutional feature map (no layer with a 4-D output), so Grad-CAM cannot explain it")
+        raise ImgaiError(
+            "the model has no convolutional feature map (no layer with a 4-D output), so Grad-CAM cannot explain it"
+        )
     return candidates[-1]
 
 
@@ -95,7 +97,9 @@ def _logit_layer(model):
     """The layer that produces the model's output, if it ends in a softmax we can bypass."""
     import keras
 
-    node_layer = model.outputs[0]._keras_history.operation if hasattr(model.outputs[0], "_keras_history") else None
+    node_layer = (
+        model.outputs[0]._keras_history.operation if hasattr(model.outputs[0], "_keras_history") else None
+    )
     if node_layer is not None and getattr(node_layer, "activation", None) is keras.activations.softmax:
         return node_layer
     return None
@@ -112,6 +116,7 @@ def _run_graph(model, x, path: tuple, record: dict, logit_layer=None):
         if op is target and len(path) > 1:
             return lambda *args, **kwargs: _call_nested(op, args, kwargs, path[1:], record)
         if op is target:
+
             def capture(*args, **kwargs):
                 out = op(*args, **kwargs)
                 out = record["hook"](out)
@@ -120,6 +125,7 @@ def _run_graph(model, x, path: tuple, record: dict, logit_layer=None):
 
             return capture
         if op is logit_layer:
+
             def linear(*args, **kwargs):
                 saved = op.activation
                 op.activation = keras.activations.linear
@@ -133,14 +139,19 @@ def _run_graph(model, x, path: tuple, record: dict, logit_layer=None):
 
     functional = getattr(model, "_functional", None) or model  # Sequential keeps one inside
     if not hasattr(functional, "_run_through_graph"):
-        raise ImgaiError(f"cannot explain a '{model.__class__.__name__}' model: Grad-CAM needs a functional or sequential Keras model")
+        raise ImgaiError(
+            f"cannot explain a '{model.__class__.__name__}' model: "
+            "Grad-CAM needs a functional or sequential Keras model"
+        )
     return functional._run_through_graph([x], operation_fn=intercept)
 
 
 def _call_nested(sub_model, args, kwargs, path, record):
     functional = getattr(sub_model, "_functional", None) or sub_model
     if not hasattr(functional, "_run_through_graph"):
-        raise ImgaiError(f"cannot look inside sub-model '{sub_model.name}': pass --layer with one of the outer layers")
+        raise ImgaiError(
+            f"cannot look inside sub-model '{sub_model.name}': pass --layer with one of the outer layers"
+        )
     out = _run_graph(sub_model, args[0], path, record)
     return out[0] if isinstance(out, (list, tuple)) and len(out) == 1 else out
 
@@ -159,12 +170,18 @@ def _gradients_tensorflow(model, images: np.ndarray, class_indices: np.ndarray |
         record = {"hook": lambda a: (tape.watch(a), a)[1]}
         logits = _unwrap(_run_graph(model, x, path, record, logit_layer))
         probabilities = tf.nn.softmax(logits, axis=-1) if logit_layer is not None else logits
-        chosen = tf.argmax(probabilities, axis=-1, output_type=tf.int32) if class_indices is None else tf.constant(class_indices, tf.int32)
+        chosen = (
+            tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+            if class_indices is None
+            else tf.constant(class_indices, tf.int32)
+        )
         score = tf.reduce_sum(tf.gather(logits, chosen, axis=1, batch_dims=1))
     activation = record["activation"]
     gradients = tape.gradient(score, activation)
     if gradients is None:
-        raise ImgaiError(f"the class score does not depend on layer '{path[-1].name}': pass --layer with another layer")
+        raise ImgaiError(
+            f"the class score does not depend on layer '{path[-1].name}': pass --layer with another layer"
+        )
     return activation.numpy(), gradients.numpy(), probabilities.numpy()
 
 
@@ -190,11 +207,16 @@ def grad_cam(model, images: np.ndarray, class_indices=None, layer: str | None = 
     compute = _GRADIENT_BACKENDS.get(backend)
     if compute is None:
         raise ImgaiError(
-            f"imgai explain needs the TensorFlow backend for now (KERAS_BACKEND is '{backend}'): run it with KERAS_BACKEND=tensorflow"
+            "imgai explain needs the TensorFlow backend for now (KERAS_BACKEND "
+            f"is '{backend}'): run it with KERAS_BACKEND=tensorflow"
         )
     images = np.asarray(images, dtype=np.float32)
     path = find_target_layer(model, layer)
-    indices = None if class_indices is None else np.broadcast_to(np.asarray(class_indices, dtype=np.int32), (len(images),))
+    indices = (
+        None
+        if class_indices is None
+        else np.broadcast_to(np.asarray(class_indices, dtype=np.int32), (len(images),))
+    )
     activation, gradients, probabilities = compute(model, images, indices, path)
     weights = gradients.mean(axis=(1, 2), keepdims=True)  # one weight per channel
     cams = np.maximum((activation * weights).sum(axis=-1), 0.0)
@@ -202,7 +224,9 @@ def grad_cam(model, images: np.ndarray, class_indices=None, layer: str | None = 
     cams = np.divide(cams, peak, out=np.zeros_like(cams), where=peak > 0)
     chosen = probabilities.argmax(axis=1) if indices is None else np.asarray(indices)
     geometry = cell_geometry(path, cams.shape[1:3], images.shape[1:3])
-    return Explanation(cams.astype(np.float32), probabilities, chosen.astype(np.int64), path[-1].name, geometry)
+    return Explanation(
+        cams.astype(np.float32), probabilities, chosen.astype(np.int64), path[-1].name, geometry
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -313,7 +337,9 @@ def cell_geometry(path: tuple, feature_shape: tuple[int, int], image_size: tuple
     return CellGeometry(tuple(scales), tuple(offsets))
 
 
-def place_heatmap(heatmap: np.ndarray, geometry: CellGeometry, model_size: tuple[int, int], out_size: tuple[int, int]) -> np.ndarray:
+def place_heatmap(
+    heatmap: np.ndarray, geometry: CellGeometry, model_size: tuple[int, int], out_size: tuple[int, int]
+) -> np.ndarray:
     """The cell heat map resampled (bilinear, edges held) onto an ``out_size`` image whose content
     is the ``model_size`` image the model saw."""
     axes = []
@@ -365,7 +391,12 @@ def explain_file(
     if class_name is not None and class_name not in class_names:
         raise ImgaiError(f"unknown class '{class_name}': the model's classes are {', '.join(class_names)}")
     try:
-        pixels = decode_image(image_path, tuple(metadata["image_size"]), metadata["color_mode"], metadata.get("interpolation", "bilinear"))
+        pixels = decode_image(
+            image_path,
+            tuple(metadata["image_size"]),
+            metadata["color_mode"],
+            metadata.get("interpolation", "bilinear"),
+        )
         with Image.open(image_path) as original:
             original = original.convert("RGB")
             original.thumbnail((max_side, max_side))
@@ -388,7 +419,9 @@ def explain_file(
     axes[1].set_title(f"Grad-CAM for '{class_names[explained]}' ({probabilities[explained]:.0%})")
     for ax in axes:
         ax.axis("off")
-    fig.suptitle(f"predicted: {class_names[predicted]} {probabilities[predicted]:.0%}   (layer {result.layer})")
+    fig.suptitle(
+        f"predicted: {class_names[predicted]} {probabilities[predicted]:.0%}   (layer {result.layer})"
+    )
     plots.save_figure(fig, output)
     return {
         "image": str(image_path),

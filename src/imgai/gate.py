@@ -47,9 +47,14 @@ def check_metric_name(name: str, higher_is_better: bool | None = None) -> str:
     if not (known_higher or known_lower):
         raise ImgaiError(f"unknown metric '{name}': use one of {valid_metric_names()}")
     if higher_is_better is True and known_lower:
-        raise ImgaiError(f"'{name}' is better when lower, so a lower bound makes no sense: use --fail-over {name}=VALUE (eval.fail_over)")
+        raise ImgaiError(
+            f"'{name}' is better when lower, so a lower bound makes "
+            f"no sense: use --fail-over {name}=VALUE (eval.fail_over)"
+        )
     if higher_is_better is False and known_higher:
-        raise ImgaiError(f"'{name}' is better when higher: use --fail-under {name}=VALUE (eval.fail_under) for it")
+        raise ImgaiError(
+            f"'{name}' is better when higher: use --fail-under {name}=VALUE (eval.fail_under) for it"
+        )
     return name
 
 
@@ -64,7 +69,9 @@ def parse_bounds(items: list[str] | tuple[str, ...], option: str) -> dict[str, f
         except ValueError:
             value = math.nan
         if not sep or not name or math.isnan(value):
-            raise ImgaiError(f"{option} '{item}' is not of the form METRIC=NUMBER (for example {option} accuracy=0.9)")
+            raise ImgaiError(
+                f"{option} '{item}' is not of the form METRIC=NUMBER (for example {option} accuracy=0.9)"
+            )
         bounds[name] = value
     return bounds
 
@@ -83,7 +90,7 @@ class GateSpec:
     def is_empty(self) -> bool:
         return not (self.fail_under or self.fail_over or self.min_class_recall is not None or self.max_drop)
 
-    def validate(self) -> "GateSpec":
+    def validate(self) -> GateSpec:
         """Check names, numbers and the baseline file; raises ImgaiError (exit 2) on a mistake."""
         for name in self.fail_under:
             check_metric_name(name, higher_is_better=True)
@@ -92,13 +99,19 @@ class GateSpec:
         for name, drop in self.max_drop.items():
             check_metric_name(name)
             if drop < 0:
-                raise ImgaiError(f"max drop for '{name}' is {drop}: it must be 0 or more (the largest allowed drop)")
+                raise ImgaiError(
+                    f"max drop for '{name}' is {drop}: it must be 0 or more (the largest allowed drop)"
+                )
         if self.min_class_recall is not None and not 0.0 <= self.min_class_recall <= 1.0:
             raise ImgaiError(f"min class recall {self.min_class_recall} is not between 0 and 1")
         if self.max_drop and not self.baseline:
-            raise ImgaiError("--max-drop compares with a baseline: add --baseline path/to/metrics.json (eval.baseline)")
+            raise ImgaiError(
+                "--max-drop compares with a baseline: add --baseline path/to/metrics.json (eval.baseline)"
+            )
         if self.baseline and not self.max_drop:
-            raise ImgaiError("--baseline needs --max-drop METRIC=DELTA to say what may not get worse (e.g. --max-drop accuracy=0.01)")
+            raise ImgaiError(
+                "--baseline needs --max-drop METRIC=DELTA to say what may not get worse (e.g. --max-drop accuracy=0.01)"
+            )
         if self.baseline:
             self.baseline_metrics = load_baseline(self.baseline)
             for name in self.max_drop:
@@ -131,13 +144,19 @@ def merge_spec(config_section=None, **flags) -> GateSpec:
 def load_baseline(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise ImgaiError(f"baseline '{path}' not found: pass the metrics.json of an earlier 'imgai eval' to --baseline")
+        raise ImgaiError(
+            f"baseline '{path}' not found: pass the metrics.json of an earlier 'imgai eval' to --baseline"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError):
-        raise ImgaiError(f"baseline '{path}' is not a JSON file: pass a metrics.json written by 'imgai eval'") from None
+        raise ImgaiError(
+            f"baseline '{path}' is not a JSON file: pass a metrics.json written by 'imgai eval'"
+        ) from None
     if not isinstance(data, dict):
-        raise ImgaiError(f"baseline '{path}' does not hold metrics: pass a metrics.json written by 'imgai eval'")
+        raise ImgaiError(
+            f"baseline '{path}' does not hold metrics: pass a metrics.json written by 'imgai eval'"
+        )
     return data
 
 
@@ -154,7 +173,8 @@ class CheckResult:
     def line(self) -> str:
         op = self.op
         detail = f" ({self.detail})" if self.detail else ""
-        return f"{'PASSED' if self.passed else 'FAILED'}  {self.metric} {self.measured:.4f} {op} {self.bound:.4f}{detail}"
+        verdict = "PASSED" if self.passed else "FAILED"
+        return f"{verdict}  {self.metric} {self.measured:.4f} {op} {self.bound:.4f}{detail}"
 
     def to_dict(self) -> dict:
         return {
@@ -172,7 +192,9 @@ def _measured(metrics: dict, name: str) -> float:
     value = metrics.get(name)
     if not isinstance(value, (int, float)):
         available = [k for k in metrics if k in HIGHER_IS_BETTER + LOWER_IS_BETTER or _TOP_K.match(k)]
-        raise ImgaiError(f"metric '{name}' was not computed for this model: gate on one of {', '.join(available)}")
+        raise ImgaiError(
+            f"metric '{name}' was not computed for this model: gate on one of {', '.join(available)}"
+        )
     return float(value)
 
 
@@ -191,22 +213,49 @@ def run_checks(spec: GateSpec, metrics: dict) -> list[CheckResult]:
                 continue  # no images of this class: nothing to measure
             recall = float(row["recall"] if row.get("recall") is not None else row["accuracy"])
             bound = spec.min_class_recall
-            results.append(CheckResult("min_class_recall", f"recall[{cls}]", recall, bound, recall >= bound, "min-class-recall"))
+            results.append(
+                CheckResult(
+                    "min_class_recall", f"recall[{cls}]", recall, bound, recall >= bound, "min-class-recall"
+                )
+            )
     if spec.max_drop:
-        baseline = spec.baseline_metrics if spec.baseline_metrics is not None else load_baseline(spec.baseline)
+        baseline = (
+            spec.baseline_metrics if spec.baseline_metrics is not None else load_baseline(spec.baseline)
+        )
         for name, drop in spec.max_drop.items():
             value, before = _measured(metrics, name), float(baseline[name])
             if name in LOWER_IS_BETTER:
                 bound = before + drop
-                results.append(CheckResult("max_drop", name, value, bound, value <= bound, f"baseline {before:.4f} plus max rise {drop:g}", "<="))
+                results.append(
+                    CheckResult(
+                        "max_drop",
+                        name,
+                        value,
+                        bound,
+                        value <= bound,
+                        f"baseline {before:.4f} plus max rise {drop:g}",
+                        "<=",
+                    )
+                )
             else:
                 bound = before - drop
-                results.append(CheckResult("max_drop", name, value, bound, value >= bound, f"baseline {before:.4f} minus max drop {drop:g}"))
+                results.append(
+                    CheckResult(
+                        "max_drop",
+                        name,
+                        value,
+                        bound,
+                        value >= bound,
+                        f"baseline {before:.4f} minus max drop {drop:g}",
+                    )
+                )
     return results
 
 
 def format_results(results: list[CheckResult]) -> str:
     failed = sum(not r.passed for r in results)
     lines = ["Quality gate:"] + [f"  {r.line()}" for r in results]
-    lines.append(f"  {'FAILED' if failed else 'PASSED'}: {len(results) - failed} of {len(results)} check(s) passed")
+    lines.append(
+        f"  {'FAILED' if failed else 'PASSED'}: {len(results) - failed} of {len(results)} check(s) passed"
+    )
     return "\n".join(lines)

@@ -26,8 +26,9 @@ import json
 import os
 import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from imgai.errors import ImgaiError
 
@@ -96,7 +97,9 @@ def separable_resnet(inputs, num_classes: int, cfg):
     for stage, width in enumerate(cfg.widths[1:-1], start=1):
         for i in range(1, cfg.depth + 1):
             x = layers.Activation("relu", name=f"stage{stage}_relu{i}")(x)
-            x = layers.SeparableConv2D(width, 3, padding="same", use_bias=False, name=f"stage{stage}_sepconv{i}")(x)
+            x = layers.SeparableConv2D(
+                width, 3, padding="same", use_bias=False, name=f"stage{stage}_sepconv{i}"
+            )(x)
             x = layers.BatchNormalization(name=f"stage{stage}_bn{i}")(x)
         x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"stage{stage}_pool")(x)
         residual = layers.Conv2D(width, 1, strides=2, padding="same", name=f"stage{stage}_shortcut")(shortcut)
@@ -163,7 +166,13 @@ def estimate_flops(model) -> int:
         else:
             kernel = int(layer.kernel_size[0]) * int(layer.kernel_size[1])
             if kind == "Conv2D":
-                macs = out_pixels * kernel * in_channels // max(1, int(getattr(layer, "groups", 1))) * out_channels
+                macs = (
+                    out_pixels
+                    * kernel
+                    * in_channels
+                    // max(1, int(getattr(layer, "groups", 1)))
+                    * out_channels
+                )
             elif kind == "DepthwiseConv2D":
                 macs = out_pixels * kernel * out_channels
             else:  # separable: depthwise, then a 1x1 pointwise conv
@@ -260,12 +269,16 @@ def _explain_download_failure(app_name: str):
         file_utils.get_file = real_get_file
 
 
-def _load_backbone_weights(app, app_name: str, weights: str, image_size, channels: int, graph_layers: list) -> None:
+def _load_backbone_weights(
+    app, app_name: str, weights: str, image_size, channels: int, graph_layers: list
+) -> None:
     """Build the application on its own with ``weights`` (ImageNet through Keras's cache, or a
     file), then copy them layer by layer into the same layers of the imgai graph."""
     if weights != "imagenet":
         if not Path(weights).expanduser().is_file():
-            raise ImgaiError(f"backbone weights file '{weights}' not found: set model.weights=imagenet, null or an existing file")
+            raise ImgaiError(
+                f"backbone weights file '{weights}' not found: set model.weights=imagenet, null or an existing file"
+            )
         weights = str(Path(weights).expanduser())
     elif channels != 3:
         raise ImgaiError("ImageNet weights need colour images: set data.color_mode=rgb or model.weights=null")
@@ -273,7 +286,12 @@ def _load_backbone_weights(app, app_name: str, weights: str, image_size, channel
     with warnings.catch_warnings(), _explain_download_failure(app_name):
         warnings.simplefilter("ignore")  # e.g. MobileNetV3's "weights for 224x224 will be loaded"
         try:
-            source = app(include_top=False, weights=weights, input_shape=(image_size[0], image_size[1], channels), **kwargs)
+            source = app(
+                include_top=False,
+                weights=weights,
+                input_shape=(image_size[0], image_size[1], channels),
+                **kwargs,
+            )
         except (ValueError, OSError, KeyError) as exc:
             if weights == "imagenet":
                 raise
@@ -297,7 +315,11 @@ def _app_kwargs(app_name: str) -> dict:
     import keras
 
     app = getattr(keras.applications, app_name)
-    return {"include_preprocessing": True} if "include_preprocessing" in inspect.signature(app).parameters else {}
+    return (
+        {"include_preprocessing": True}
+        if "include_preprocessing" in inspect.signature(app).parameters
+        else {}
+    )
 
 
 def _make_backbone_builder(app_name: str, preprocessing: str):
@@ -314,7 +336,9 @@ def _make_backbone_builder(app_name: str, preprocessing: str):
                 backbone = app(include_top=False, weights=None, input_tensor=x, **_app_kwargs(app_name))
             except ValueError as exc:
                 first = (str(exc).strip().splitlines() or ["invalid input"])[0][:200]
-                raise ImgaiError(f"cannot build {app_name} for images of {list(image_size)} x {channels} channels ({first})") from None
+                raise ImgaiError(
+                    f"cannot build {app_name} for images of {list(image_size)} x {channels} channels ({first})"
+                ) from None
         graph_layers = _application_layers(backbone)
         if cfg.weights is not None:
             _load_backbone_weights(app, app_name, cfg.weights, image_size, channels, graph_layers)
@@ -347,7 +371,9 @@ def _check_cnn_fits(image_size: tuple[int, int], cfg) -> None:
             )
 
 
-def create_model(model_cfg, image_size: tuple[int, int], channels: int, num_classes: int, interpolation: str = "bilinear"):
+def create_model(
+    model_cfg, image_size: tuple[int, int], channels: int, num_classes: int, interpolation: str = "bilinear"
+):
     """Build a registered model with the resize layer in front. Not compiled."""
     import keras
     from keras import layers
@@ -407,7 +433,7 @@ def unfreeze_backbone(model, top: int | str = "all") -> int:
     for layer in model.layers:  # a frozen container hides its layers' weights: open it first
         if _is_nested_backbone(layer):
             layer.trainable = True
-    chosen = layers if top == "all" else layers[max(0, len(layers) - int(top)):]
+    chosen = layers if top == "all" else layers[max(0, len(layers) - int(top)) :]
     chosen_ids = {id(layer) for layer in chosen}
     unfrozen = 0
     for layer in layers:
@@ -421,7 +447,9 @@ def unfreeze_backbone(model, top: int | str = "all") -> int:
 # Saving and loading
 
 
-def save_model(model, path: str | Path, metadata: dict[str, Any], extra_members: dict[str, str] | None = None) -> None:
+def save_model(
+    model, path: str | Path, metadata: dict[str, Any], extra_members: dict[str, str] | None = None
+) -> None:
     """Save ``model`` to ``path`` atomically, with imgai's metadata inside the archive.
 
     ``extra_members`` (name -> text) are written into the same archive, so they can never
@@ -457,7 +485,9 @@ def _check_keras_file(path: Path) -> None:
         )
     with zipfile.ZipFile(path) as archive:
         if "config.json" not in archive.namelist():
-            raise ImgaiError(f"'{path}' is a zip file but not a Keras model (no config.json inside): pass a .keras file")
+            raise ImgaiError(
+                f"'{path}' is a zip file but not a Keras model (no config.json inside): pass a .keras file"
+            )
 
 
 def load_model(path: str | Path):
@@ -476,7 +506,9 @@ def load_model(path: str | Path):
             model = keras.saving.load_model(path, compile=False)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
-        raise ImgaiError(f"could not load model '{path}' ({first}): is it a complete .keras file from imgai train?") from None
+        raise ImgaiError(
+            f"could not load model '{path}' ({first}): is it a complete .keras file from imgai train?"
+        ) from None
     metadata = dict(read_metadata(path))
     num_classes = int(model.output_shape[-1])
     if "class_names" not in metadata or len(metadata["class_names"]) != num_classes:

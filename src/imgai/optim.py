@@ -82,18 +82,24 @@ def describe_optimization(train_cfg, peak: float | None = None) -> str:
     if decay:
         parts.append(f"weight decay {decay:g}")
     if train_cfg.optimizer in ("sgd", "rmsprop"):
-        parts.append(f"momentum {train_cfg.momentum:g}" + (" (nesterov)" if train_cfg.nesterov and train_cfg.optimizer == "sgd" else ""))
+        parts.append(
+            f"momentum {train_cfg.momentum:g}"
+            + (" (nesterov)" if train_cfg.nesterov and train_cfg.optimizer == "sgd" else "")
+        )
     schedule = {
         "constant": f"constant learning rate {peak:g}",
         "cosine": f"cosine schedule from {peak:g} to {min(train_cfg.min_learning_rate, peak):g}",
         "step": f"step schedule from {peak:g}, x{train_cfg.decay_factor:g} every {train_cfg.decay_epochs:g} epochs",
-        "exponential": f"exponential schedule from {peak:g}, x{train_cfg.decay_factor:g} per {train_cfg.decay_epochs:g} epochs",
+        "exponential": f"exponential schedule from {peak:g}, "
+        "x{train_cfg.decay_factor:g} per {train_cfg.decay_epochs:g} epochs",
     }[train_cfg.schedule]
     if train_cfg.warmup_epochs:
         schedule += f" after {train_cfg.warmup_epochs:g} warmup epoch(s)"
     parts.append(schedule)
     if train_cfg.plateau_patience:
-        parts.append(f"x{train_cfg.plateau_factor:g} after {train_cfg.plateau_patience} epoch(s) on a plateau")
+        parts.append(
+            f"x{train_cfg.plateau_factor:g} after {train_cfg.plateau_patience} epoch(s) on a plateau"
+        )
     if train_cfg.label_smoothing:
         parts.append(f"label smoothing {train_cfg.label_smoothing:g}")
     if train_cfg.gradient_clip_norm is not None:

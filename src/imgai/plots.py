@@ -33,7 +33,9 @@ def save_figure(fig, path: str | Path) -> Path:
     return path
 
 
-def plot_confusion_matrix(matrix: list[list[int]] | np.ndarray, class_names: list[str], path: str | Path, normalize: bool = False) -> Path:
+def plot_confusion_matrix(
+    matrix: list[list[int]] | np.ndarray, class_names: list[str], path: str | Path, normalize: bool = False
+) -> Path:
     """The confusion matrix as a heat map with the number in each cell; rows are true classes.
     ``normalize`` divides each row by its total, so the diagonal is each class's recall."""
     counts = np.asarray(matrix, dtype=np.float64)
@@ -47,14 +49,23 @@ def plot_confusion_matrix(matrix: list[list[int]] | np.ndarray, class_names: lis
     ax.set_yticks(range(n), class_names)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    ax.set_title("Confusion matrix (share of each true class)" if normalize else "Confusion matrix (image counts)")
+    ax.set_title(
+        "Confusion matrix (share of each true class)" if normalize else "Confusion matrix (image counts)"
+    )
     if n <= 30:  # numbers stay readable up to about 30 classes
         threshold = (1 if normalize else max(1, values.max())) / 2
         for i in range(n):
             for j in range(n):
                 text = f"{values[i, j]:.2f}" if normalize else f"{int(counts[i, j])}"
-                ax.text(j, i, text, ha="center", va="center", fontsize=8 if n > 10 else 10,
-                        color="white" if values[i, j] > threshold else "black")
+                ax.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=8 if n > 10 else 10,
+                    color="white" if values[i, j] > threshold else "black",
+                )
     return save_figure(fig, path)
 
 
@@ -94,8 +105,13 @@ def plot_training_curves(history_path: str | Path, path: str | Path, monitor: st
             if key in history:
                 ax.plot(epochs, history[key], style, markersize=3, label=label)
         if best is not None:
-            ax.axvline(epochs[best], color="grey", linestyle="--", linewidth=1,
-                       label=f"best epoch {int(epochs[best])} ({monitor} {history[monitor][best]:.3f})")
+            ax.axvline(
+                epochs[best],
+                color="grey",
+                linestyle="--",
+                linewidth=1,
+                label=f"best epoch {int(epochs[best])} ({monitor} {history[monitor][best]:.3f})",
+            )
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.set_title(f"{metric.capitalize()} per epoch")

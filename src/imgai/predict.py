@@ -7,13 +7,14 @@ uses it too, so eval and predict always agree.
 from __future__ import annotations
 
 import csv
-import io
 import glob
+import io
 import json
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO
 
 import numpy as np
 
@@ -110,7 +111,11 @@ def iter_predictions(
     starts = list(range(0, total, chunk))
 
     def decode(start: int) -> DecodedImages:
-        part = files.subset(np.arange(start, min(start + chunk, total))) if isinstance(files, FileList) else files[start : start + chunk]
+        part = (
+            files.subset(np.arange(start, min(start + chunk, total)))
+            if isinstance(files, FileList)
+            else files[start : start + chunk]
+        )
         return load_images(
             part,
             tuple(metadata["image_size"]),
@@ -134,11 +139,15 @@ def iter_predictions(
     bar.close()
 
 
-def iter_prediction_rows(model, metadata: dict, inputs: list[str], batch_size: int = 32, workers: int = 0) -> Iterator[PredictionRow]:
+def iter_prediction_rows(
+    model, metadata: dict, inputs: list[str], batch_size: int = 32, workers: int = 0
+) -> Iterator[PredictionRow]:
     """One row per input file, in input order, streamed chunk by chunk; missing inputs come last."""
     files, problems = collect_paths(inputs)
     position = 0
-    for decoded, probabilities in iter_predictions(model, metadata, files, batch_size, workers, label="predicting"):
+    for decoded, probabilities in iter_predictions(
+        model, metadata, files, batch_size, workers, label="predicting"
+    ):
         # The chunk's decoded paths and skipped paths each keep the input order: merge them back.
         size = len(decoded) + len(decoded.skipped)
         good, bad = 0, 0
@@ -154,7 +163,9 @@ def iter_prediction_rows(model, metadata: dict, inputs: list[str], batch_size: i
         yield PredictionRow(path, error=reason)
 
 
-def predict_files(model, metadata: dict, inputs: list[str], batch_size: int = 32, workers: int = 0) -> list[PredictionRow]:
+def predict_files(
+    model, metadata: dict, inputs: list[str], batch_size: int = 32, workers: int = 0
+) -> list[PredictionRow]:
     """Predict every image in ``inputs`` (files, folders, patterns). Rows keep the input order."""
     return list(iter_prediction_rows(model, metadata, inputs, batch_size, workers))
 
@@ -165,10 +176,15 @@ FORMATS = ("table", "json", "jsonl", "csv")
 def _as_record(row: PredictionRow, class_names: list[str], k: int) -> dict:
     if row.error:
         return {"path": row.path, "error": row.error}
-    return {"path": row.path, "predictions": [{"class": c, "probability": round(p, 6)} for c, p in row.top(class_names, k)]}
+    return {
+        "path": row.path,
+        "predictions": [{"class": c, "probability": round(p, 6)} for c, p in row.top(class_names, k)],
+    }
 
 
-def write_rows(rows: Iterable[PredictionRow], class_names: list[str], top_k: int, fmt: str, out: IO[str]) -> tuple[int, int]:
+def write_rows(
+    rows: Iterable[PredictionRow], class_names: list[str], top_k: int, fmt: str, out: IO[str]
+) -> tuple[int, int]:
     """Write rows to ``out`` as they come: a table for people, or JSON / JSON lines / CSV for
     programs. Returns ``(rows written, rows with an error)``."""
     if fmt not in FORMATS:

@@ -20,8 +20,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -47,7 +47,9 @@ def per_class_csv(metrics: dict) -> str:
     rows = [["class", "precision", "recall", "f1", "support", "predicted"]]
     for name, row in metrics["per_class"].items():
         recall = "" if row["recall"] is None else f"{row['recall']:.6f}"
-        rows.append([name, f"{row['precision']:.6f}", recall, f"{row['f1']:.6f}", row["support"], row["predicted"]])
+        rows.append(
+            [name, f"{row['precision']:.6f}", recall, f"{row['f1']:.6f}", row["support"], row["predicted"]]
+        )
     return _csv_text(rows)
 
 
@@ -58,7 +60,9 @@ def confusion_csv(metrics: dict) -> str:
     return _csv_text(rows)
 
 
-def predictions_csv(paths: list[str], labels: np.ndarray, probabilities: np.ndarray, class_names: list[str]) -> str:
+def predictions_csv(
+    paths: list[str], labels: np.ndarray, probabilities: np.ndarray, class_names: list[str]
+) -> str:
     rows = [["path", "true_class", "predicted_class", "confidence", *(f"p_{c}" for c in class_names)]]
     for path, label, p in zip(paths, labels, probabilities):
         best = int(np.argmax(p))
@@ -93,7 +97,8 @@ def summary_markdown(metrics: dict, written: list[str], notes: list[str]) -> str
         "| | precision | recall | F1 |",
         "|---|---|---|---|",
         *(
-            f"| {avg} | {_pct(metrics[f'precision_{avg}'])} | {_pct(metrics[f'recall_{avg}'])} | {_pct(metrics[f'f1_{avg}'])} |"
+            f"| {avg} | {_pct(metrics[f'precision_{avg}'])} | "
+            f"{_pct(metrics[f'recall_{avg}'])} | {_pct(metrics[f'f1_{avg}'])} |"
             for avg in ("macro", "weighted")
         ),
         "",
@@ -115,12 +120,16 @@ def summary_markdown(metrics: dict, written: list[str], notes: list[str]) -> str
             "| result | metric | measured | bound | check |",
             "|---|---|---|---|---|",
             *(
-                f"| {'PASSED' if c['passed'] else '**FAILED**'} | {c['metric']} | {c['measured']:.4f} | {c['op']} {c['bound']:.4f} | {c['detail']} |"
+                f"| {'PASSED' if c['passed'] else '**FAILED**'} | {c['metric']} | "
+                f"{c['measured']:.4f} | {c['op']} {c['bound']:.4f} | {c['detail']} |"
                 for c in checks
             ),
         ]
-    lines += ["", f"Model sha256 `{metrics['model_sha256'][:16]}…`, imgai {metrics['imgai_version']}, "
-              f"Keras {metrics['keras_version']} ({metrics['backend']}), {metrics['timestamp']}."]
+    lines += [
+        "",
+        f"Model sha256 `{metrics['model_sha256'][:16]}…`, imgai {metrics['imgai_version']}, "
+        f"Keras {metrics['keras_version']} ({metrics['backend']}), {metrics['timestamp']}.",
+    ]
     pictures = [name for name in written if name.endswith(".png")]
     if pictures:
         lines += ["", "Plots: " + ", ".join(f"[{name}]({name})" for name in pictures) + "."]
@@ -157,8 +166,14 @@ def write_report(
     text(PER_CLASS_FILE, per_class_csv(metrics))
     text(CONFUSION_FILE, confusion_csv(metrics))
     text(PREDICTIONS_FILE, predictions_csv(paths, labels, probabilities, class_names))
-    written.append(plots.plot_confusion_matrix(metrics["confusion_matrix"], class_names, out_dir / CONFUSION_PNG))
-    written.append(plots.plot_confusion_matrix(metrics["confusion_matrix"], class_names, out_dir / CONFUSION_NORMALIZED_PNG, normalize=True))
+    written.append(
+        plots.plot_confusion_matrix(metrics["confusion_matrix"], class_names, out_dir / CONFUSION_PNG)
+    )
+    written.append(
+        plots.plot_confusion_matrix(
+            metrics["confusion_matrix"], class_names, out_dir / CONFUSION_NORMALIZED_PNG, normalize=True
+        )
+    )
 
     if history_path is not None and Path(history_path).is_file():
         try:
@@ -174,16 +189,28 @@ def write_report(
         images, captions = [], []
         for i in wrong:
             try:
-                images.append(decode_image(paths[i], size, metadata["color_mode"], metadata.get("interpolation", "bilinear")))
+                images.append(
+                    decode_image(
+                        paths[i], size, metadata["color_mode"], metadata.get("interpolation", "bilinear")
+                    )
+                )
             except Exception:  # the file changed since it was scored: leave it out of the picture
                 continue
             p = probabilities[i]
             name = Path(paths[i]).name
             name = name if len(name) <= 26 else f"{name[:12]}…{name[-12:]}"
-            captions.append(f"{name}\ntrue: {class_names[labels[i]]}\npredicted: {class_names[int(p.argmax())]} {p.max():.0%}")
+            captions.append(
+                f"{name}\ntrue: {class_names[labels[i]]}\npredicted: {class_names[int(p.argmax())]} {p.max():.0%}"
+            )
         if images:
-            written.append(plots.plot_gallery(images, captions, out_dir / GALLERY_PNG,
-                                              f"Most confidently wrong ({len(images)} of {int((probabilities.argmax(1) != labels).sum())} wrong)"))
+            written.append(
+                plots.plot_gallery(
+                    images,
+                    captions,
+                    out_dir / GALLERY_PNG,
+                    f"Most confidently wrong ({len(images)} of {int((probabilities.argmax(1) != labels).sum())} wrong)",
+                )
+            )
     else:
         notes.append("no misclassified images, so no gallery.")
 

@@ -53,7 +53,7 @@ class TrainState:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> "TrainState":
+    def from_json(cls, text: str) -> TrainState:
         data = json.loads(text)
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
@@ -84,9 +84,13 @@ def find_run(run: str | Path, runs_dir: str | Path = "runs") -> Path:
     if not path.is_dir() and len(path.parts) == 1:  # a bare name: look under runs_dir
         path = Path(runs_dir) / run
     if not path.is_dir():
-        raise ImgaiError(f"run '{run}' not found (looked for folder '{path}'): pass a run folder such as runs/run1")
+        raise ImgaiError(
+            f"run '{run}' not found (looked for folder '{path}'): pass a run folder such as runs/run1"
+        )
     if not (path / CONFIG_FILE).is_file():
-        raise ImgaiError(f"'{path}' is not an imgai run folder (no {CONFIG_FILE}): pass the folder 'imgai train' created")
+        raise ImgaiError(
+            f"'{path}' is not an imgai run folder (no {CONFIG_FILE}): pass the folder 'imgai train' created"
+        )
     return path
 
 
@@ -163,7 +167,9 @@ def capture_rng(model) -> dict[str, Any]:
     state: dict[str, Any] = {
         "python": [version, list(internal), gauss],
         "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
-        "seed_generators": [keras.ops.convert_to_numpy(v.value).tolist() for v in _seed_generator_variables(model)],
+        "seed_generators": [
+            keras.ops.convert_to_numpy(v.value).tolist() for v in _seed_generator_variables(model)
+        ],
     }
     generator = _global_seed_generator()
     if generator is not None:

@@ -77,7 +77,9 @@ def latest_run(runs_dir: str | Path = "runs") -> Path:
     return max(candidates, key=lambda p: p.stat().st_mtime).parent
 
 
-def resolve_model_path(model: str | Path | None, run: str | None = None, runs_dir: str | Path = "runs") -> Path:
+def resolve_model_path(
+    model: str | Path | None, run: str | None = None, runs_dir: str | Path = "runs"
+) -> Path:
     """--model PATH, else --run NAME's best model, else the latest run's best model."""
     if model is not None:
         path = Path(model)
@@ -90,7 +92,9 @@ def resolve_model_path(model: str | Path | None, run: str | None = None, runs_di
         run_path = Path(run) if Path(run).is_dir() else Path(runs_dir) / run
         path = run_path / BEST_MODEL
         if not path.is_file():
-            raise ImgaiError(f"run '{run}' has no {BEST_MODEL} (looked for '{path}'): check the name with 'ls {runs_dir}'")
+            raise ImgaiError(
+                f"run '{run}' has no {BEST_MODEL} (looked for '{path}'): check the name with 'ls {runs_dir}'"
+            )
         return path
     return latest_run(runs_dir) / BEST_MODEL
 

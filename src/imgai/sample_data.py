@@ -20,15 +20,30 @@ DEFAULT_SPLITS = {"train": 200, "val": 50, "test": 50}
 
 def _polygon(cx: float, cy: float, radius: float, sides: int, angle: float) -> list[tuple[float, float]]:
     return [
-        (cx + radius * math.cos(angle + 2 * math.pi * i / sides), cy + radius * math.sin(angle + 2 * math.pi * i / sides))
+        (
+            cx + radius * math.cos(angle + 2 * math.pi * i / sides),
+            cy + radius * math.sin(angle + 2 * math.pi * i / sides),
+        )
         for i in range(sides)
     ]
 
 
 def _cross(cx: float, cy: float, radius: float, angle: float) -> list[tuple[float, float]]:
     arm = radius * 0.33
-    corners = [(arm, radius), (arm, arm), (radius, arm), (radius, -arm), (arm, -arm), (arm, -radius),
-               (-arm, -radius), (-arm, -arm), (-radius, -arm), (-radius, arm), (-arm, arm), (-arm, radius)]
+    corners = [
+        (arm, radius),
+        (arm, arm),
+        (radius, arm),
+        (radius, -arm),
+        (arm, -arm),
+        (arm, -radius),
+        (-arm, -radius),
+        (-arm, -arm),
+        (-radius, -arm),
+        (-radius, arm),
+        (-arm, arm),
+        (-arm, radius),
+    ]
     c, s = math.cos(angle), math.sin(angle)
     return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in corners]
 
@@ -44,7 +59,9 @@ def draw_shape(rng: np.random.Generator, shape: str, size: int = 64, color_mode:
     draw = ImageDraw.Draw(img)
     # A faint line across the image: something to ignore.
     line = tuple(int(v) for v in rng.integers(0, 256, size=3))
-    draw.line([tuple(rng.uniform(0, size, 2)), tuple(rng.uniform(0, size, 2))], fill=line, width=max(1, size // 32))
+    draw.line(
+        [tuple(rng.uniform(0, size, 2)), tuple(rng.uniform(0, size, 2))], fill=line, width=max(1, size // 32)
+    )
 
     radius = rng.uniform(0.22, 0.34) * size
     # Positions vary around the centre, staying inside the image.

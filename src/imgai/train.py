@@ -14,9 +14,10 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from imgai import __version__
 from imgai.config import Config, dump_config, load_config
@@ -68,7 +69,10 @@ def describe_splits(splits: Splits) -> str:
     columns = [(name, fl.counts()) for name, fl in splits.items()]
     width = max(len(n) for n in names + ["class"])
     header = f"  {'class':<{width}}" + "".join(f"{name:>8}" for name, _ in columns)
-    rows = [f"  {cls:<{width}}" + "".join(f"{counts[i]:>8}" for _, counts in columns) for i, cls in enumerate(names)]
+    rows = [
+        f"  {cls:<{width}}" + "".join(f"{counts[i]:>8}" for _, counts in columns)
+        for i, cls in enumerate(names)
+    ]
     total = f"  {'total':<{width}}" + "".join(f"{sum(counts):>8}" for _, counts in columns)
     return "\n".join([header, *rows, total])
 
@@ -84,7 +88,9 @@ def model_metadata(config: Config, class_names: list[str]) -> dict:
     }
 
 
-def _decode_splits(splits: Splits, config: Config, log: Callable[[str], None]) -> tuple[DecodedImages, DecodedImages | None, list]:
+def _decode_splits(
+    splits: Splits, config: Config, log: Callable[[str], None]
+) -> tuple[DecodedImages, DecodedImages | None, list]:
     from imgai.cache import prepare_splits
 
     train, val = prepare_splits(splits.train, splits.val, config.data, log)  # where data.cache says
@@ -117,7 +123,10 @@ def _make_learning_rate_control(train_cfg, steps_per_epoch: int, state, batches)
 
         def rate(self, epoch: int, batch: int) -> float:
             step = (epoch - self.stage_start) * steps_per_epoch + batch
-            lr = learning_rate_at(step, steps_per_epoch, self.stage_epochs, self.peak, train_cfg) * state.lr_scale
+            lr = (
+                learning_rate_at(step, steps_per_epoch, self.stage_epochs, self.peak, train_cfg)
+                * state.lr_scale
+            )
             if state.lr_scale < 1.0:
                 lr = max(lr, train_cfg.plateau_min_learning_rate)
             return lr
@@ -164,13 +173,17 @@ def _make_history_writer(path: Path):
                 if header is None:
                     header = sorted(logs)
                     fh.write(",".join(["epoch", *header]) + "\n")
-                fh.write(",".join([str(epoch + 1), *(repr(logs[k]) if k in logs else "" for k in header)]) + "\n")
+                fh.write(
+                    ",".join([str(epoch + 1), *(repr(logs[k]) if k in logs else "" for k in header)]) + "\n"
+                )
                 fh.flush()
 
     return HistoryWriter()
 
 
-def _make_epoch_keeper(run_dir: Path, train_cfg, monitor: str, mode: str, metadata: dict, state, log: Callable[[str], None]):
+def _make_epoch_keeper(
+    run_dir: Path, train_cfg, monitor: str, mode: str, metadata: dict, state, log: Callable[[str], None]
+):
     """After each epoch: best value, early stopping and plateau bookkeeping, then last.keras
     (with the resume state inside) and best.keras, each written atomically."""
     import keras
@@ -188,7 +201,9 @@ def _make_epoch_keeper(run_dir: Path, train_cfg, monitor: str, mode: str, metada
             logs = logs or {}
             value = logs.get(monitor)
             if value is None:
-                raise ImgaiError(f"metric '{monitor}' was not computed: set train.monitor to one of {sorted(logs)}")
+                raise ImgaiError(
+                    f"metric '{monitor}' was not computed: set train.monitor to one of {sorted(logs)}"
+                )
             value = float(value)
             improved = better(value, state.best_value)
             if improved:
@@ -319,13 +334,26 @@ def train(config: Config, name: str | None = None, log: Callable[[str], None] = 
         raise
 
 
-def resume(run: str | Path, overrides: list[str] | tuple = (), runs_dir: str | Path = "runs", log: Callable[[str], None] = print) -> TrainResult:
+def resume(
+    run: str | Path,
+    overrides: list[str] | tuple = (),
+    runs_dir: str | Path = "runs",
+    log: Callable[[str], None] = print,
+) -> TrainResult:
     """Continue ``run`` from its last completed epoch, exactly where it stopped.
 
     ``overrides`` may only change :data:`imgai.resume.RESUMABLE_KEYS`; ``train.epochs=N``
     extends a finished run.
     """
-    from imgai.resume import TrainState, check_resume_overrides, find_run, read_state, reconcile_best, remove_temporaries, truncate_history
+    from imgai.resume import (
+        TrainState,
+        check_resume_overrides,
+        find_run,
+        read_state,
+        reconcile_best,
+        remove_temporaries,
+        truncate_history,
+    )
 
     run_dir = find_run(run, runs_dir)
     check_resume_overrides(overrides)
@@ -334,12 +362,15 @@ def resume(run: str | Path, overrides: list[str] | tuple = (), runs_dir: str | P
     check_tensorboard(config)
     state = read_state(last) if last.is_file() else None
     if last.is_file() and state is None:
-        raise ImgaiError(f"'{last}' holds no resume state (written by another imgai version?): start a new run instead")
+        raise ImgaiError(
+            f"'{last}' holds no resume state (written by another imgai version?): start a new run instead"
+        )
     state = state or TrainState()
     if state.stopped_early:
         raise ImgaiError(
             f"run '{run_dir.name}' stopped early at epoch {state.epoch} (no improvement for "
-            f"{config.train.early_stopping_patience} epochs): nothing to resume; its best model is {run_dir / BEST_MODEL}"
+            f"{config.train.early_stopping_patience} epochs): nothing "
+            f"to resume; its best model is {run_dir / BEST_MODEL}"
         )
     if state.epoch >= config.train.epochs:
         raise ImgaiError(
@@ -357,13 +388,18 @@ def resume(run: str | Path, overrides: list[str] | tuple = (), runs_dir: str | P
         log(f"Removed {len(stale)} half-written temporary file(s) left by the interrupted process.")
     dropped = truncate_history(run_dir / HISTORY_FILE, state.epoch)
     if dropped:
-        log(f"Dropped {dropped} history row(s) after epoch {state.epoch}, the last checkpointed epoch; they are trained again.")
+        log(
+            f"Dropped {dropped} history row(s) after epoch {state.epoch}, "
+            "the last checkpointed epoch; they are trained again."
+        )
     if reconcile_best(run_dir, state):
         log(f"best.keras restored from last.keras (epoch {state.epoch}, its best).")
     atomic_write_text(run_dir / CONFIG_FILE, dump_config(config))  # keeps an extended train.epochs
     log(f"Resuming run {run_dir.name} from epoch {state.epoch + 1} of {config.train.epochs}.")
     if state.best_value is not None:
-        log(f"Best so far: {state.best_value:.4f} at epoch {state.best_epoch} (train.monitor {config.train.monitor}).")
+        log(
+            f"Best so far: {state.best_value:.4f} at epoch {state.best_epoch} (train.monitor {config.train.monitor})."
+        )
     return _fit(config, splits, run_dir, state if state.epoch > 0 else None, log)
 
 
@@ -380,7 +416,11 @@ def _fit(config: Config, splits: Splits, run_dir: Path, state, log: Callable[[st
             f"and plateaus use training {monitor[4:]} instead of {monitor}."
         )
         monitor = monitor[4:]
-    mode = train_cfg.monitor_mode if train_cfg.monitor_mode != "auto" else ("min" if monitor.endswith("loss") else "max")
+    mode = (
+        train_cfg.monitor_mode
+        if train_cfg.monitor_mode != "auto"
+        else ("min" if monitor.endswith("loss") else "max")
+    )
     log(f"Found {len(class_names)} classes:")
     log(describe_splits(splits))
 
@@ -389,7 +429,9 @@ def _fit(config: Config, splits: Splits, run_dir: Path, state, log: Callable[[st
         write_skipped(run_dir / SKIPPED_FILE, skipped)
         log(f"Skipped {len(skipped)} unreadable file(s); listed in {run_dir / SKIPPED_FILE}")
     if len(train_images) == 0:
-        raise ImgaiError(f"none of the {len(splits.train)} training images could be read: see {run_dir / SKIPPED_FILE}")
+        raise ImgaiError(
+            f"none of the {len(splits.train)} training images could be read: see {run_dir / SKIPPED_FILE}"
+        )
 
     import keras
 
@@ -402,7 +444,9 @@ def _fit(config: Config, splits: Splits, run_dir: Path, state, log: Callable[[st
     _seed_everything(config, log)
     channels = 3 if config.data.color_mode == "rgb" else 1
     with precision_policy(train_cfg.precision):
-        model = create_model(config.model, config.data.image_size, channels, len(class_names), config.data.interpolation)
+        model = create_model(
+            config.model, config.data.image_size, channels, len(class_names), config.data.interpolation
+        )
     stages = [s for s in _stages(config) if s[2] > state.epoch]
     if train_cfg.fine_tune_after is not None and not backbone_layers(model):
         raise ImgaiError(
@@ -438,16 +482,24 @@ def _fit(config: Config, splits: Splits, run_dir: Path, state, log: Callable[[st
 
     num_classes = len(class_names)
     batch = config.data.batch_size
-    train_batches = make_batches(train_images, num_classes, batch, shuffle=config.data.shuffle, seed=config.seed, epoch=state.epoch)
+    train_batches = make_batches(
+        train_images, num_classes, batch, shuffle=config.data.shuffle, seed=config.seed, epoch=state.epoch
+    )
     # Augmentation is its own compiled step on each training batch, never part of the model.
-    train_batches = augment_batches(train_batches, config.augment, config.data.image_size, channels, config.seed, epoch=state.epoch)
+    train_batches = augment_batches(
+        train_batches, config.augment, config.data.image_size, channels, config.seed, epoch=state.epoch
+    )
     log(f"Augmentation: {describe(config.augment)}.")
-    val_batches = make_batches(val_images, num_classes, batch) if val_images is not None and len(val_images) else None
+    val_batches = (
+        make_batches(val_images, num_classes, batch) if val_images is not None and len(val_images) else None
+    )
     lr_control = _make_learning_rate_control(train_cfg, len(train_batches), state, train_batches)
     callbacks = [
         lr_control,
         _make_history_writer(run_dir / HISTORY_FILE),
-        _make_epoch_keeper(run_dir, train_cfg, monitor, mode, model_metadata(config, class_names), state, log),
+        _make_epoch_keeper(
+            run_dir, train_cfg, monitor, mode, model_metadata(config, class_names), state, log
+        ),
     ]
     if train_cfg.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
@@ -496,7 +548,9 @@ def _fit(config: Config, splits: Splits, run_dir: Path, state, log: Callable[[st
     streamed_skipped = train_images.skipped + (val_images.skipped if val_images is not None else [])
     if len(streamed_skipped) > len(skipped):  # data.cache=none finds unreadable files while training
         write_skipped(run_dir / SKIPPED_FILE, streamed_skipped)
-        log(f"Skipped {len(streamed_skipped)} unreadable file(s) while training; listed in {run_dir / SKIPPED_FILE}")
+        log(
+            f"Skipped {len(streamed_skipped)} unreadable file(s) while training; listed in {run_dir / SKIPPED_FILE}"
+        )
     result = TrainResult(
         run_dir=run_dir,
         best_epoch=state.best_epoch,
