@@ -62,8 +62,8 @@ def main() -> None:
     image = args.image or str(next(benchlib.make_jpegs(work / "photos", 5).glob("*/*.jpg")))
     model_path = work / "model.keras"
     setup = (
-        "from imgai.config import defaults; from imgai.models import "
-        "create_model, save_model; from imgai.train import model_metadata; "
+        "from imgai.config import defaults; from imgai.models import create_model; "
+        "from imgai.modelfile import save_model; from imgai.train import model_metadata; "
         f"c = defaults().model_copy(); size = ({args.image_size}, {args.image_size}); "
         "c.data.image_size = size; "
         "m = create_model(c.model, size, 3, 5); "

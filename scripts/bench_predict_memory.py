@@ -24,25 +24,26 @@ sys.path.insert(0, {src!r})
 from imgai.quiet import silence_frameworks, import_keras
 silence_frameworks(); import_keras()
 import numpy as np
-from imgai.models import load_model
+from imgai.modelfile import load_model
 from imgai.predict import collect_paths, iter_predictions, run_inference
 from imgai.data import load_images
-model, meta = load_model({model!r})
+model, info = load_model({model!r})
+spec = info.decode_spec
 files, _ = collect_paths([{data!r}])
 def status(key):
     for line in open("/proc/self/status"):
         if line.startswith(key + ":"):
             return int(line.split()[1]) / 1024  # MB
 # Warm the model up on one image, then reset the peak (VmHWM) so only the run itself counts.
-run_inference(model, load_images(files[:1], tuple(meta["image_size"]), meta["color_mode"], progress=False), 32)
+run_inference(model, load_images(files[:1], spec.image_size, spec.color_mode, spec.interpolation, progress=False), 32)
 with open("/proc/self/clear_refs", "w") as fh:
     fh.write("5")
 base = status("VmRSS")
 start = time.perf_counter()
 if {mode!r} == "streamed":
-    probs = np.concatenate([p for _, p in iter_predictions(model, meta, files, 32, progress=False)])
+    probs = np.concatenate([p for _, p in iter_predictions(model, info, files, 32, progress=False)])
 else:
-    decoded = load_images(files, tuple(meta["image_size"]), meta["color_mode"], progress=False)
+    decoded = load_images(files, spec.image_size, spec.color_mode, spec.interpolation, progress=False)
     probs = run_inference(model, decoded, 32)
 seconds = time.perf_counter() - start
 peak = status("VmHWM")

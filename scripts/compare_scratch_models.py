@@ -76,7 +76,7 @@ def main() -> None:
 
 
 def load_params(path: Path) -> int:
-    from imgai.models import load_model
+    from imgai.modelfile import load_model
 
     return load_model(path)[0].count_params()
 

@@ -148,6 +148,30 @@ def test_gate_exit_codes(project, tmp_path):
     assert "unknown metric 'acc'" in unknown.stderr and "f1_macro" in unknown.stderr
 
 
+def test_library_words_become_flags(project, tmp_path):
+    wrong_way = imgai("eval", "--run", "m", "--fail-under", "loss=0.5", cwd=project)
+    assert wrong_way.returncode == 2 and "use --fail-over loss=VALUE" in wrong_way.stderr
+    no_base = imgai("eval", "--run", "m", "--max-drop", "accuracy=0.01", cwd=project)
+    assert no_base.returncode == 2 and "--max-drop compares with a baseline: add --baseline" in no_base.stderr
+    missing = imgai("eval", "--model", str(tmp_path / "none.keras"), cwd=project)
+    assert missing.returncode == 2 and "run folder as --model" in missing.stderr
+    no_data = imgai("eval", "--run", "m", "--data", str(tmp_path / "nothing"), cwd=project)
+    assert no_data.returncode == 2 and "per class as --data" in no_data.stderr
+    for result in (wrong_way, no_base, missing, no_data):
+        assert "`" not in result.stderr and clean(result)
+
+
+def test_runs_are_found_under_output_dir(project, tmp_path):
+    # --runs-dir left out: output.dir of --config says where runs live (here: the project's).
+    config = tmp_path / "where.yaml"
+    config.write_text(f"output:\n  dir: {project / 'runs'}\n")
+    found = imgai("eval", "-c", str(config), "--output-dir", str(tmp_path), cwd=tmp_path)
+    assert found.returncode == 0, found.stderr
+    assert f"Scoring {project / 'runs'}" in found.stdout
+    lost = imgai("eval", "--output-dir", str(tmp_path), cwd=tmp_path)  # default output.dir: runs/
+    assert lost.returncode == 2 and "no trained model found under 'runs/'" in lost.stderr
+
+
 def test_baseline_and_config_gate(project, tmp_path):
     base = project / "runs" / "m" / "metrics.json"
     if not base.exists():
@@ -195,14 +219,17 @@ def test_baseline_and_config_gate(project, tmp_path):
 def test_predict_folder_as_csv_with_a_non_image(project, split_dataset, tmp_path):
     folder = tmp_path / "photos"
     shutil.copytree(split_dataset / "test", folder)
-    (folder / "circle" / "readme.txt").write_text("not an image")
+    (folder / "circle" / "readme.txt").write_text(
+        "not an image"
+    )  # not an image name: left out, as in training
+    (folder / "circle" / "broken.png").write_text("not an image")  # an image name that cannot be read
     result = imgai("predict", str(folder), "--format", "csv", "-k", "2", cwd=project)
     assert result.returncode == 1 and clean(result)
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert len(rows) == 13  # 12 images + the text file
+    assert len(rows) == 13  # 12 images + the broken one
     good = [r for r in rows if not r["error"]]
     assert len(good) == 12 and all(r["class_1"] and r["probability_2"] for r in good)
-    assert [r["path"] for r in rows if r["error"]] == [str(folder / "circle" / "readme.txt")]
+    assert [r["path"] for r in rows if r["error"]] == [str(folder / "circle" / "broken.png")]
     assert "1 of 13" in result.stderr
 
 
@@ -263,9 +290,8 @@ def test_explain_command(project, split_dataset, tmp_path):
     named = imgai(
         "explain", str(image), "--run", "m", "--class", "circle", "-o", str(tmp_path / "c.png"), cwd=project
     )
-    assert (
-        named.returncode == 0 and "explained 'circle'" in named.stdout or "predicted circle" in named.stdout
-    )
+    assert named.returncode == 0, named.stderr
+    assert "explained 'circle'" in named.stdout or "predicted circle" in named.stdout
     two = imgai("explain", str(image), str(image), "-o", str(tmp_path / "x.png"), "--run", "m", cwd=project)
     assert two.returncode == 2 and "--output-dir" in two.stderr and clean(two)
     bad = imgai(

@@ -152,8 +152,44 @@ def test_dump_round_trips(tmp_path):
 def test_describe_schema_lists_every_key_with_help():
     text = describe_schema()
     parsed = yaml.safe_load(text)
-    assert parsed == defaults().to_dict()
+    # The schema's own defaults ("empty" where a validator decides), which resolve to defaults().
+    assert build_config(parsed).to_dict() == defaults().to_dict()
+    assert parsed["train"]["weight_decay"] is None and parsed["output"]["dir"] == "runs"
+    assert {"infer", "explain", "eval"} <= set(parsed) and parsed["infer"]["batch_size"] == 32
     assert "# Passes over the training data." in text
+
+
+def test_empty_means_x_is_resolved_in_the_saved_config():
+    assert defaults().train.weight_decay == 0.0
+    adamw = load_config([], ["train.optimizer=adamw"])
+    assert adamw.train.weight_decay == pytest.approx(0.004)
+    assert yaml.safe_load(dump_config(adamw))["train"]["weight_decay"] == pytest.approx(0.004)
+    tune = load_config([], ["train.fine_tune_after=2", "train.learning_rate=0.01"]).train
+    assert tune.fine_tune_learning_rate == pytest.approx(0.001)
+    assert defaults().train.fine_tune_learning_rate is None  # no fine-tune stage: nothing to record
+    assert load_config([], ["model.name=resnet50"]).model.freeze is True
+    assert load_config([], ["model.name=resnet50", "model.weights=null"]).model.freeze is False
+    assert defaults().model.freeze is None  # cnn has no backbone
+    # Resolved values load back to the same config (a saved config.yaml reproduces the run).
+    assert build_config(yaml.safe_load(dump_config(adamw))) == adamw
+
+
+def test_config_imports_no_pipeline_module():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, imgai.config as c; c.load_config([], ['model.name=resnet50', 'eval.fail_under.accuracy=0.9']); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('imgai', 'keras', 'tensorflow', 'jax')))"
+    )
+    src = str(Path(__file__).resolve().parents[1] / "src")  # this checkout, not an installed imgai
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONPATH": src}
+    )
+    loaded = eval(out.stdout.strip())
+    assert not {"imgai.models", "imgai.gate", "imgai.data"} & set(loaded)
+    assert not [m for m in loaded if m.split(".")[0] in ("keras", "tensorflow", "jax")]
+    assert set(loaded) <= {"imgai", "imgai.config", "imgai.errors", "imgai.names"}, loaded
 
 
 def test_repo_configs_are_valid():

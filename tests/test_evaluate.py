@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from imgai.evaluate import compute_metrics, confusion_matrix, format_metrics
+from imgai.modelfile import ModelInfo
 from imgai.report import most_confidently_wrong, write_report
 
 CLASSES = ["cat", "dog", "fox"]
@@ -110,7 +111,7 @@ def test_write_report_files(tmp_path):
         images,
         labels,
         probs,
-        {"image_size": [32, 32], "color_mode": "rgb"},
+        ModelInfo(tuple(CLASSES), (32, 32), "rgb"),
         history_path=history,
         log=notes.append,
     )
@@ -147,7 +148,7 @@ def test_write_report_files(tmp_path):
         images,
         labels,
         probs,
-        {"image_size": [32, 32], "color_mode": "rgb"},
+        ModelInfo(tuple(CLASSES), (32, 32), "rgb"),
         history_path=tmp_path / "none.csv",
         log=notes.append,
     )

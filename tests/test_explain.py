@@ -13,7 +13,8 @@ layers = keras.layers
 
 from imgai.config import ModelConfig  # noqa: E402
 from imgai.explain import cell_geometry, explain_file, find_target_layer, grad_cam, place_heatmap  # noqa: E402
-from imgai.models import create_model, save_model  # noqa: E402
+from imgai.modelfile import ModelInfo, save_model  # noqa: E402
+from imgai.models import create_model  # noqa: E402
 
 
 def tiny_cnn(size=48, classes=2, filters=(16, 32, 32)):
@@ -147,7 +148,7 @@ def test_explain_file_writes_an_overlay(shapes_model, tmp_path):
     img, _ = draw_shape(np.random.default_rng(7), "cross", 120)  # any size: the model resizes
     path = tmp_path / "cross.png"
     img.save(path)
-    meta = {"class_names": ["circle", "cross"], "image_size": [size, size], "color_mode": "rgb"}
+    meta = ModelInfo(("circle", "cross"), (size, size), "rgb")
     out = tmp_path / "why.png"
     result = explain_file(model, meta, path, out, class_name="circle")
     assert result["explained"] == "circle" and result["layer"] == "conv3"
@@ -162,13 +163,13 @@ def test_explain_file_writes_an_overlay(shapes_model, tmp_path):
 
 def test_saved_model_explains_the_same(shapes_model, tmp_path):
     """A model loaded back from .keras (how the CLI gets it) gives the same heat map."""
-    from imgai.models import load_model
+    from imgai.modelfile import load_model
 
     model, size = shapes_model
     save_model(
         model,
         tmp_path / "m.keras",
-        {"class_names": ["circle", "cross"], "image_size": [size, size], "color_mode": "rgb"},
+        ModelInfo(("circle", "cross"), (size, size), "rgb"),
     )
     loaded, _ = load_model(tmp_path / "m.keras")
     x, _, _ = _shapes(np.random.default_rng(9), 4, size)

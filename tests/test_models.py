@@ -10,15 +10,14 @@ keras = pytest.importorskip("keras")
 
 from imgai.config import load_config  # noqa: E402
 from imgai.errors import ImgaiError  # noqa: E402
+from imgai.modelfile import load_model, read_metadata, save_model  # noqa: E402
 from imgai.models import (  # noqa: E402
     available_models,
     backbone_layers,
     create_model,
-    load_model,
-    read_metadata,
-    save_model,
     unfreeze_backbone,
 )
+from imgai.names import BUILTIN_MODELS  # noqa: E402
 
 
 def model_cfg(*overrides):
@@ -27,6 +26,11 @@ def model_cfg(*overrides):
 
 def test_registry_has_the_classic_cnn():
     assert "cnn" in available_models()
+
+
+def test_the_light_name_list_is_the_registry():
+    # The config validates model.name against imgai.names without importing this module.
+    assert sorted(BUILTIN_MODELS) == available_models()
 
 
 def test_classic_cnn_layers_match_the_tutorial():
@@ -80,8 +84,8 @@ def test_save_and_load_carry_class_names(tmp_path):
     save_model(model, path, meta)
     assert list(tmp_path.iterdir()) == [path]  # no temporary files left behind
     assert read_metadata(path)["class_names"] == ["a", "b", "c"]
-    loaded, loaded_meta = load_model(path)
-    assert loaded_meta["class_names"] == ["a", "b", "c"]
+    loaded, info = load_model(path)
+    assert info.class_names == ("a", "b", "c") and info.image_size == (32, 32) and info.channels == 3
     x = np.full((1, 32, 32, 3), 128, "float32")
     assert np.allclose(model.predict_on_batch(x), loaded.predict_on_batch(x), atol=1e-6)
 
@@ -109,9 +113,11 @@ def test_plain_keras_file_gets_default_metadata(tmp_path):
     outputs = keras.layers.Dense(4, activation="softmax")(keras.layers.Flatten()(inputs))
     path = tmp_path / "plain.keras"
     keras.Model(inputs, outputs).save(path)
-    _, meta = load_model(path)
-    assert meta["class_names"] == ["class_0", "class_1", "class_2", "class_3"]
-    assert meta["image_size"] == [32, 32] and meta["color_mode"] == "grayscale"
+    _, info = load_model(path)
+    assert info.class_names == ("class_0", "class_1", "class_2", "class_3")
+    assert info.image_size == (32, 32) and info.color_mode == "grayscale" and info.channels == 1
+    assert info.interpolation == "bilinear" and info.model is None
+    assert info.decode_spec.channels == 1
 
 
 def test_wrong_model_files_are_clear_errors(tmp_path):
@@ -409,6 +415,7 @@ def test_backbone_config_trains_end_to_end_from_a_weights_file(split_dataset, tm
         ],
     )
     result = train(config, log=lambda line: None)
-    model, meta = load_model(result.best_model)
-    assert meta["model"] == "mobilenetv3small" and meta["class_names"] == ["circle", "square", "triangle"]
+    model, info = load_model(result.best_model)
+    assert info.model == "mobilenetv3small" and info.class_names == ("circle", "square", "triangle")
+    assert info.keras_version == keras.__version__
     assert len(backbone_layers(model)) > 50 and not any(l.trainable for l in backbone_layers(model))

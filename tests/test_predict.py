@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from imgai.modelfile import ModelInfo
 from imgai.predict import (
     PredictionRow,
     collect_paths,
@@ -27,7 +28,8 @@ def tree(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.full((32, 32, 3), len(rel) * 9, np.uint8)).save(path)
     (tmp_path / "a" / ".hidden.png").write_bytes(b"x")
-    (tmp_path / "a" / "notes.txt").write_text("not an image")
+    (tmp_path / "a" / "notes.txt").write_text("not an image")  # not an image name: folders skip it
+    (tmp_path / "a" / "notes.png").write_text("not an image")  # an image name that cannot be read
     return tmp_path
 
 
@@ -36,11 +38,17 @@ def test_collect_paths_folders_globs_and_problems(tree):
         [str(tree / "a"), str(tree / "c" / "four.png"), str(tree / "missing.png")]
     )
     names = [p.replace(str(tree) + "/", "") for p in files]
-    assert names == ["a/b/three.jpg", "a/b/two.png", "a/notes.txt", "a/one.png", "c/four.png"]
+    assert names == ["a/b/three.jpg", "a/b/two.png", "a/notes.png", "a/one.png", "c/four.png"]
+    assert collect_paths([str(tree / "a" / "notes.txt")])[0] == [str(tree / "a" / "notes.txt")]  # named: kept
     assert problems == [(str(tree / "missing.png"), "no such file or folder")]
 
     files, problems = collect_paths([str(tree / "**" / "*.png")])  # quoted glob, ** recursive
-    assert sorted(p.replace(str(tree) + "/", "") for p in files) == ["a/b/two.png", "a/one.png", "c/four.png"]
+    assert sorted(p.replace(str(tree) + "/", "") for p in files) == [
+        "a/b/two.png",
+        "a/notes.png",
+        "a/one.png",
+        "c/four.png",
+    ]
     files, problems = collect_paths([str(tree / "*.gif")])
     assert files == [] and problems[0][1] == "no file matches this pattern"
 
@@ -57,7 +65,7 @@ def model():
     return create_model(ModelConfig(filters=[4], dense_units=4), (32, 32), 3, 3)
 
 
-META = {"class_names": CLASSES, "image_size": [32, 32], "color_mode": "rgb"}
+META = ModelInfo(tuple(CLASSES), (32, 32), "rgb")
 
 
 def test_streaming_keeps_order_and_reports_bad_files(model, tree):
@@ -66,7 +74,7 @@ def test_streaming_keeps_order_and_reports_bad_files(model, tree):
     assert [r.path.replace(str(tree) + "/", "") for r in rows] == [
         "a/b/three.jpg",
         "a/b/two.png",
-        "a/notes.txt",
+        "a/notes.png",
         "a/one.png",
         "c/four.png",
         str(tree / "gone.png").replace(str(tree) + "/", ""),

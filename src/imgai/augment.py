@@ -302,7 +302,7 @@ def preview(config, output: str | Path, count: int = 16, log=print) -> Path:
         raise ImgaiError(f"preview output '{output}' must be a .png file")
     if not output.parent.is_dir():
         raise ImgaiError(
-            f"folder '{output.parent}' for the preview does not exist: create it or choose another --output"
+            f"folder '{output.parent}' for the preview does not exist: create it or choose another `output`"
         )
     splits = resolve_splits(config.data, config.seed)
     order = np.random.default_rng(config.seed).permutation(len(splits.train))[:count]

@@ -14,8 +14,31 @@ import click
 
 from imgai import __version__
 from imgai.errors import ImgaiError
+from imgai.names import HIGHER_IS_BETTER, LOWER_IS_BETTER, PREDICTION_FORMATS
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+# The library names parameters and config keys in its messages; here they become the flags.
+FLAGS = {
+    "model_path": "--model",
+    "run": "--run",
+    "runs_dir": "--runs-dir",
+    "data_dir": "--data",
+    "output_dir": "--output-dir",
+    "output": "--output",
+    "config": "--config",
+    "name": "--name",
+    "layer": "--layer",
+    "class_name": "--class",
+    "infer.batch_size": "--batch-size",
+    "eval.top_k": "--top-k",
+    "eval.fail_under": "--fail-under",
+    "eval.fail_over": "--fail-over",
+    "eval.min_class_recall": "--min-class-recall",
+    "eval.baseline": "--baseline",
+    "eval.max_drop": "--max-drop",
+}
+SCHEMA_DEFAULT = "default: {key} in the config, see 'imgai config show'"
 
 
 def _handle_errors(fn):
@@ -26,7 +49,7 @@ def _handle_errors(fn):
         try:
             return fn(*args, **kwargs)
         except ImgaiError as exc:
-            click.echo(f"Error: {exc.message}", err=True)
+            click.echo(f"Error: {exc.worded(FLAGS)}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
@@ -43,6 +66,15 @@ def _load_keras() -> None:
     from imgai.quiet import import_keras
 
     import_keras()
+
+
+def _run_settings(model_path, sections: tuple[str, ...]):
+    """The given sections of the model's run config.yaml (schema defaults where it has none)."""
+    from imgai.config import load_sections
+    from imgai.runs import CONFIG_FILE
+
+    run_config = model_path.parent / CONFIG_FILE
+    return load_sections([run_config] if run_config.is_file() else [], sections)
 
 
 @click.group(context_settings=CONTEXT)
@@ -92,7 +124,7 @@ def cli(verbose: bool) -> None:
     "resume_run",
     default=None,
     metavar="RUN",
-    help="Continue RUN (a run folder, or a name under runs/) from its last completed epoch; "
+    help="Continue RUN (a run folder, or a name under output.dir) from its last completed epoch; "
     "train.epochs=N extends a finished run.",
 )
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
@@ -157,22 +189,23 @@ def train(
     help="Labelled images to score: one sub-folder per class "
     "(default: the run's test split, else its validation split).",
 )
-@click.option("--runs-dir", default="runs", show_default=True, help="Where runs live.")
+@click.option(
+    "--runs-dir", default=None, metavar="DIR", help="Where runs live (default: output.dir of --config, runs)."
+)
 @click.option(
     "--output-dir", default=None, metavar="DIR", help="Where the report goes (default: beside the model)."
 )
 @click.option(
     "--batch-size",
-    default=32,
-    show_default=True,
+    default=None,
     type=click.IntRange(min=1),
-    help="Images per inference batch.",
+    help=f"Images per inference batch ({SCHEMA_DEFAULT.format(key='infer.batch_size')}).",
 )
 @click.option(
     "--top-k",
     default=None,
     type=click.IntRange(min=2),
-    help="k of the top-k accuracy (default: 5 with more than 5 classes, else 2).",
+    help="k of the top-k accuracy (default: eval.top_k; empty: 5 with more than 5 classes, else 2).",
 )
 @click.option(
     "-c",
@@ -186,7 +219,8 @@ def train(
     "--fail-under",
     multiple=True,
     metavar="METRIC=MIN",
-    help="Fail (exit 1) if METRIC is below MIN; repeatable. E.g. accuracy=0.9, f1_macro=0.85, top3_accuracy=0.95.",
+    help="Fail (exit 1) if METRIC is below MIN; repeatable. E.g. accuracy=0.9, f1_macro=0.85, "
+    "top3_accuracy=0.95.",
 )
 @click.option(
     "--fail-over",
@@ -239,8 +273,7 @@ def eval_cmd(
     \b
     Quality gate: one PASSED/FAILED line per check; exit 0 if all pass, 1 if any fails,
     2 for a usage or config error. Checks can also live in the config's eval: section.
-    Metrics: accuracy, precision_macro, recall_macro, f1_macro, precision_weighted,
-    recall_weighted, f1_weighted, topK_accuracy, loss (lower is better: --fail-over).
+    METRIC_NAMES
 
     \b
     Examples:
@@ -249,28 +282,47 @@ def eval_cmd(
       imgai eval --fail-under accuracy=0.9 --fail-under f1_macro=0.85 --min-class-recall 0.7
       imgai eval --baseline prod/metrics.json --max-drop accuracy=0.01
     """
-    from imgai.config import load_eval_section
-    from imgai.evaluate import evaluate
-    from imgai.gate import merge_spec, parse_bounds
-    from imgai.runs import CONFIG_FILE, resolve_model_path
+    from imgai.config import load_sections
+    from imgai.evaluate import eval_settings, evaluate
+    from imgai.gate import parse_bounds
+    from imgai.runs import resolve_model_path
 
-    flags = {
-        "fail_under": parse_bounds(fail_under, "--fail-under"),
-        "fail_over": parse_bounds(fail_over, "--fail-over"),
-        "max_drop": parse_bounds(max_drop, "--max-drop"),
-        "min_class_recall": min_class_recall,
-        "baseline": baseline,
-    }
+    if runs_dir is None and configs:
+        runs_dir = load_sections(configs, ("output",)).output.dir
     path = resolve_model_path(model_path, run, runs_dir)
-    run_config = path.parent / CONFIG_FILE
-    section = load_eval_section(([run_config] if run_config.is_file() else []) + list(configs))
-    gate = merge_spec(section, **flags).validate()  # usage mistakes exit 2 before TensorFlow loads
+    settings = eval_settings(  # usage mistakes exit 2 before TensorFlow loads
+        path,
+        configs,
+        batch_size=batch_size,
+        top_k=top_k,
+        fail_under=parse_bounds(fail_under, "eval.fail_under"),
+        fail_over=parse_bounds(fail_over, "eval.fail_over"),
+        min_class_recall=min_class_recall,
+        baseline=baseline,
+        max_drop=parse_bounds(max_drop, "eval.max_drop"),
+    )
     _load_keras()
     metrics = evaluate(
-        path, data_dir, batch_size=batch_size, log=_echo, output_dir=output_dir, gate=gate, top_k=top_k
+        path,
+        data_dir,
+        batch_size=settings.infer.batch_size,
+        log=_echo,
+        output_dir=output_dir,
+        gate=settings.eval,
     )
     if not metrics.get("gate", {}).get("passed", True):
         sys.exit(1)
+
+
+def _metric_help() -> str:
+    import textwrap
+
+    names = ", ".join([*HIGHER_IS_BETTER, "topK_accuracy", *LOWER_IS_BETTER])
+    text = f"Metrics: {names} (lower is better: --fail-over)."
+    return "\n    ".join(textwrap.wrap(text, 92))
+
+
+eval_cmd.help = eval_cmd.help.replace("METRIC_NAMES", _metric_help())
 
 
 # --------------------------------------------------------------------------------- predict
@@ -290,22 +342,21 @@ def _read_stdin_paths() -> list[str]:
     help="A .keras file or run folder (default: latest run's best.keras).",
 )
 @click.option("--run", default=None, metavar="NAME", help="Use this run's best.keras.")
-@click.option("--runs-dir", default="runs", show_default=True, help="Where runs live.")
+@click.option("--runs-dir", default=None, metavar="DIR", help="Where runs live (default: output.dir, runs).")
 @click.option(
     "-k",
     "--top-k",
-    default=3,
-    show_default=True,
+    default=None,
     type=click.IntRange(min=1),
-    help="How many classes to show per image.",
+    help=f"How many classes to show per image ({SCHEMA_DEFAULT.format(key='infer.top_k')}).",
 )
 @click.option(
     "--format",
     "fmt",
-    default="table",
-    show_default=True,
-    type=click.Choice(["table", "json", "jsonl", "csv"]),
-    help="table for people; json, jsonl (one object per line) or csv for programs.",
+    default=None,
+    type=click.Choice(PREDICTION_FORMATS),
+    help="table for people; json, jsonl (one object per line) or csv for programs "
+    f"({SCHEMA_DEFAULT.format(key='infer.format')}).",
 )
 @click.option(
     "-o",
@@ -316,10 +367,9 @@ def _read_stdin_paths() -> list[str]:
 )
 @click.option(
     "--batch-size",
-    default=32,
-    show_default=True,
+    default=None,
     type=click.IntRange(min=1),
-    help="Images per inference batch.",
+    help=f"Images per inference batch ({SCHEMA_DEFAULT.format(key='infer.batch_size')}).",
 )
 @_handle_errors
 def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size) -> None:
@@ -337,7 +387,7 @@ def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size) ->
     """
     from pathlib import Path
 
-    from imgai.models import load_model
+    from imgai.modelfile import load_model
     from imgai.predict import iter_prediction_rows, write_rows
     from imgai.runs import atomic_path, resolve_model_path
 
@@ -347,14 +397,17 @@ def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size) ->
     if output is not None and not Path(output).parent.resolve().is_dir():
         raise ImgaiError(f"cannot write '{output}': folder '{Path(output).parent}' does not exist")
     path = resolve_model_path(model_path, run, runs_dir)
+    infer = _run_settings(path, ("infer",)).infer
+    top_k = infer.top_k if top_k is None else top_k
+    fmt = infer.format if fmt is None else fmt
     _load_keras()
-    model, meta = load_model(path)
-    rows = iter_prediction_rows(model, meta, inputs, batch_size=batch_size)
+    model, info = load_model(path)
+    rows = iter_prediction_rows(model, info, inputs, batch_size or infer.batch_size, infer.workers)
     if output is None:
-        count, failed = write_rows(rows, meta["class_names"], top_k, fmt, sys.stdout)
+        count, failed = write_rows(rows, list(info.class_names), top_k, fmt, sys.stdout)
     else:
         with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
-            count, failed = write_rows(rows, meta["class_names"], top_k, fmt, fh)
+            count, failed = write_rows(rows, list(info.class_names), top_k, fmt, fh)
         click.echo(f"Wrote {count} prediction(s) to {output}.", err=True)
     if failed:
         click.echo(f"{failed} of {count} file(s) could not be predicted.", err=True)
@@ -374,7 +427,7 @@ def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size) ->
     help="A .keras file or run folder (default: latest run's best.keras).",
 )
 @click.option("--run", default=None, metavar="NAME", help="Use this run's best.keras.")
-@click.option("--runs-dir", default="runs", show_default=True, help="Where runs live.")
+@click.option("--runs-dir", default=None, metavar="DIR", help="Where runs live (default: output.dir, runs).")
 @click.option(
     "--class",
     "class_name",
@@ -391,16 +444,16 @@ def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size) ->
 )
 @click.option(
     "--output-dir",
-    default=".",
-    show_default=True,
+    default=None,
     metavar="DIR",
-    help="Folder for the PNGs when --output is not given.",
+    help="Folder for the PNGs when --output is not given "
+    f"({SCHEMA_DEFAULT.format(key='explain.output_dir')}).",
 )
 @click.option(
     "--layer",
     default=None,
     metavar="NAME",
-    help="Feature-map layer to read (default: the last one with a 4-D output).",
+    help="Feature-map layer to read (default: explain.layer; empty: the last one with a 4-D output).",
 )
 @_handle_errors
 def explain(images, model_path, run, runs_dir, class_name, output, output_dir, layer) -> None:
@@ -419,18 +472,21 @@ def explain(images, model_path, run, runs_dir, class_name, output, output_dir, l
 
     if output is not None and len(images) > 1:
         raise ImgaiError("--output names one file: with several images use --output-dir DIR")
+    path = resolve_model_path(model_path, run, runs_dir)
+    settings = _run_settings(path, ("explain",)).explain
+    output_dir = settings.output_dir if output_dir is None else output_dir
+    layer = settings.layer if layer is None else layer
     targets = [Path(output)] if output else [Path(output_dir) / f"{Path(i).stem}_gradcam.png" for i in images]
     for target in targets:
         if not target.parent.is_dir():
             raise ImgaiError(f"cannot write '{target}': folder '{target.parent}' does not exist")
-    path = resolve_model_path(model_path, run, runs_dir)
     _load_keras()
     from imgai.explain import explain_file
-    from imgai.models import load_model
+    from imgai.modelfile import load_model
 
-    model, meta = load_model(path)
+    model, info = load_model(path)
     for image, target in zip(images, targets):
-        result = explain_file(model, meta, image, target, class_name=class_name, layer=layer)
+        result = explain_file(model, info, image, target, class_name=class_name, layer=layer)
         about = (
             ""
             if result["explained"] == result["predicted"]
@@ -516,9 +572,8 @@ def data_sample(out_dir: str, size: int, per_class: int | None, seed: int) -> No
         else {"train": per_class, "val": max(1, per_class // 4), "test": max(1, per_class // 4)}
     )
     written = make_shapes_dataset(out_dir, splits, size=size, seed=seed)
-    click.echo(
-        f"Wrote {sum(written.values())} images to {out_dir} ({', '.join(f'{k} {v}' for k, v in written.items())})."
-    )
+    counts = ", ".join(f"{k} {v}" for k, v in written.items())
+    click.echo(f"Wrote {sum(written.values())} images to {out_dir} ({counts}).")
 
 
 @data.command("preview", context_settings=CONTEXT)

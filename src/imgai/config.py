@@ -19,9 +19,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from imgai import names
 from imgai.errors import ImgaiError
+
+# keras.optimizers.AdamW's own default, which an empty train.weight_decay means for adamw.
+ADAMW_DEFAULT_WEIGHT_DECAY = 0.004
 
 
 class _Section(BaseModel):
@@ -134,12 +138,17 @@ class ModelConfig(_Section):
     @field_validator("name")
     @classmethod
     def _registered(cls, value: str) -> str:
-        from imgai.models import available_models
-
-        names = available_models()
-        if value not in names:
-            raise ValueError(f"unknown model; available: {', '.join(names)}")
+        known = names.model_names()
+        if value not in known:
+            raise ValueError(f"unknown model; available: {', '.join(known)}")
         return value
+
+    @model_validator(mode="after")
+    def _resolve_freeze(self) -> ModelConfig:
+        # Recorded in config.yaml as it ran: a backbone is frozen when it starts from weights.
+        if self.freeze is None and self.name in names.BACKBONES:
+            self.freeze = self.weights is not None
+        return self
 
     @field_validator("widths")
     @classmethod
@@ -390,6 +399,15 @@ class TrainConfig(_Section):
             raise ValueError("set gradient_clip_norm or gradient_clip_value, not both")
         return value
 
+    @model_validator(mode="after")
+    def _resolve_empty_values(self) -> TrainConfig:
+        # "Empty means X" is decided here, so the saved config.yaml records what actually ran.
+        if self.weight_decay is None:
+            self.weight_decay = ADAMW_DEFAULT_WEIGHT_DECAY if self.optimizer == "adamw" else 0.0
+        if self.fine_tune_learning_rate is None and self.fine_tune_after is not None:
+            self.fine_tune_learning_rate = self.learning_rate / 10
+        return self
+
 
 class OutputConfig(_Section):
     """Where runs are written."""
@@ -401,8 +419,11 @@ class OutputConfig(_Section):
 
 
 class EvalConfig(_Section):
-    """Quality gate for 'imgai eval': exit code 1 when a check fails (command-line flags win)."""
+    """Scoring and the quality gate of 'imgai eval': exit code 1 when a check fails (flags win)."""
 
+    top_k: int | None = Field(
+        None, ge=2, description="k of the top-k accuracy; empty = 5 with more than 5 classes, else 2."
+    )
     fail_under: dict[str, float] = Field(
         {}, description="Lowest allowed value per metric, e.g. {accuracy: 0.9, f1_macro: 0.85}."
     )
@@ -420,15 +441,37 @@ class EvalConfig(_Section):
     @field_validator("fail_under", "fail_over", "max_drop")
     @classmethod
     def _known_metrics(cls, value: dict[str, float], info) -> dict[str, float]:
-        from imgai.gate import check_metric_name
-
         direction = {"fail_under": True, "fail_over": False}.get(info.field_name)
-        for name in value:
+        for name, bound in value.items():
             try:
-                check_metric_name(name, direction)
+                names.check_metric_name(name, direction)
             except ImgaiError as exc:
-                raise ValueError(exc.message) from None
+                raise ValueError(exc.plain) from None
+            if info.field_name == "max_drop" and bound < 0:
+                raise ValueError(f"the drop allowed for '{name}' must be 0 or more")
         return value
+
+    def is_empty(self) -> bool:
+        """True when there is no gate check to run."""
+        return not (self.fail_under or self.fail_over or self.min_class_recall is not None or self.max_drop)
+
+
+class InferConfig(_Section):
+    """How 'imgai eval', 'predict' and 'explain' feed images to a trained model."""
+
+    batch_size: int = Field(32, ge=1, description="Images per inference batch.")
+    workers: int = Field(0, ge=0, description="Threads that decode images; 0 = one per CPU core.")
+    top_k: int = Field(3, ge=1, description="imgai predict: how many classes to show per image.")
+    format: Literal[names.PREDICTION_FORMATS] = Field(
+        "table", description="imgai predict: table for people; json, jsonl or csv for programs."
+    )
+
+
+class ExplainConfig(_Section):
+    """Grad-CAM heat maps of 'imgai explain'."""
+
+    output_dir: str = Field(".", description="Folder of the IMAGE-NAME_gradcam.png files.")
+    layer: str | None = Field(None, description="Feature-map layer to read; empty = the last 4-D one.")
 
 
 class Config(_Section):
@@ -447,6 +490,8 @@ class Config(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    infer: InferConfig = Field(default_factory=InferConfig)
+    explain: ExplainConfig = Field(default_factory=ExplainConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML-friendly dict (tuples become lists)."""
@@ -459,6 +504,9 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+SECTIONS = tuple(Config.model_fields)[2:]  # data, model, ..., explain (after seed, deterministic)
 
 
 def defaults() -> Config:
@@ -474,7 +522,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read one YAML config file into a dict, with user-facing errors."""
     path = Path(path)
     if not path.is_file():
-        raise ImgaiError(f"config file '{path}' not found: check the path given to --config")
+        raise ImgaiError(f"config file '{path}' not found: check the path given as `config`")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -585,7 +633,7 @@ def build_config(data: dict[str, Any]) -> Config:
     """Validate a merged dict into a :class:`Config`."""
     data = {k: v for k, v in data.items()}
     # A section written as "train:" with nothing under it is an empty section, not an error.
-    for name in ("data", "model", "augment", "train", "output", "eval"):
+    for name in SECTIONS:
         if name in data and data[name] is None:
             data[name] = {}
     _check_unknown_keys(data, Config)
@@ -604,16 +652,26 @@ def load_config(files: list[str | Path] | tuple = (), overrides: list[str] | tup
     return build_config(merged)
 
 
-def load_eval_section(files: list[str | Path] | tuple = ()) -> EvalConfig:
-    """The ``eval`` section merged from ``files`` in order; other sections are not validated, so
-    a run's saved config.yaml or a training config can be passed as it is."""
+def load_sections(
+    files: list[str | Path] | tuple = (), sections: tuple[str, ...] = ("eval", "infer", "output"), **updates
+) -> Config:
+    """A :class:`Config` with only ``sections`` read from ``files`` (merged in order, then deep-merged
+    with ``updates``: section name -> mapping); the other sections keep their defaults and are not
+    validated, so a run's saved config.yaml or a training config can be passed as it is."""
     merged: dict[str, Any] = {}
     for path in files:
-        section = read_yaml(path).get("eval") or {}
-        if not isinstance(section, dict):
-            raise ImgaiError(f"config key 'eval' in '{path}' must be a section (eval.fail_under: ..., ...)")
-        merged = deep_merge(merged, section)
-    return build_config({"eval": merged}).eval
+        data = read_yaml(path)
+        for name in sections:
+            section = data.get(name) or {}
+            if not isinstance(section, dict):
+                raise ImgaiError(f"config key '{name}' in '{path}' must be a section ({name}.<key>: value)")
+            merged = deep_merge(merged, {name: section})
+    return build_config(deep_merge(merged, {k: v for k, v in updates.items() if v}))
+
+
+def load_eval_section(files: list[str | Path] | tuple = ()) -> EvalConfig:
+    """The ``eval`` section merged from ``files`` in order (see :func:`load_sections`)."""
+    return load_sections(files, ("eval",)).eval
 
 
 def dump_config(config: Config) -> str:
@@ -634,6 +692,8 @@ def describe_schema() -> str:
                 lines.append(f"{indent}{name}:  # {doc}")
                 emit(annotation, value, indent + "  ")
                 continue
+            if not field.is_required():  # the field's own default, before "empty means X" is resolved
+                value = field.get_default(call_default_factory=True)
             rendered = yaml.safe_dump(_plain(value), default_flow_style=True).strip()
             if rendered.endswith("\n..."):
                 rendered = rendered[: -len("\n...")]

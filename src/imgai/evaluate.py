@@ -7,14 +7,18 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from imgai import __version__
 from imgai.data import FileList, find_split_folder, list_class_folders, scan_folder
 from imgai.errors import ImgaiError
-from imgai.gate import GateSpec, format_results, run_checks
+from imgai.gate import check_bounds, check_gate, format_results, run_checks
 from imgai.runs import CONFIG_FILE, HISTORY_FILE
+
+if TYPE_CHECKING:
+    from imgai.config import Config, EvalConfig
 
 
 def eval_files_from_folder(folder: str | Path, model_classes: list[str]) -> FileList:
@@ -23,7 +27,7 @@ def eval_files_from_folder(folder: str | Path, model_classes: list[str]) -> File
     folder = Path(folder)
     if not folder.is_dir():
         raise ImgaiError(
-            f"data folder '{folder}' does not exist: pass a folder with one sub-folder per class to --data"
+            f"data folder '{folder}' does not exist: pass a folder with one sub-folder per class as `data_dir`"
         )
     for kind in ("test", "val"):
         split = find_split_folder(folder, kind)
@@ -52,19 +56,20 @@ def eval_files_from_run(model_path: Path, model_classes: list[str]) -> FileList:
     if not config_path.is_file():
         raise ImgaiError(
             f"'{model_path}' is not inside a run folder (no {CONFIG_FILE} "
-            "beside it): pass --data DIR to say what to score"
+            "beside it): pass `data_dir` (a folder of labelled images) to say what to score"
         )
     config = build_config(read_yaml(config_path))
     splits = resolve_splits(config.data, config.seed)
     chosen = splits.test or splits.val
     if chosen is None:
         raise ImgaiError(
-            f"the run in '{model_path.parent}' has no test or validation split: pass --data DIR with labelled images"
+            f"the run in '{model_path.parent}' has no test or validation split: "
+            "pass `data_dir`, a folder of labelled images"
         )
     if chosen.class_names != list(model_classes):
         raise ImgaiError(
             f"classes of '{chosen.source}' {chosen.class_names} differ "
-            f"from the model's {model_classes}: pass --data DIR"
+            f"from the model's {model_classes}: pass `data_dir`, a folder of the model's classes"
         )
     return chosen
 
@@ -160,30 +165,72 @@ def _run_monitor(run_dir: Path) -> str:
         return "val_accuracy"
 
 
+def eval_settings(
+    model_path: str | Path | None = None,
+    config_files: list[str | Path] | tuple = (),
+    *,
+    batch_size: int | None = None,
+    top_k: int | None = None,
+    fail_under: dict[str, float] | None = None,
+    fail_over: dict[str, float] | None = None,
+    min_class_recall: float | None = None,
+    baseline: str | None = None,
+    max_drop: dict[str, float] | None = None,
+) -> Config:
+    """The ``eval`` and ``infer`` settings for scoring ``model_path``: its run's config.yaml, then
+    ``config_files``, then the parameters given here (bounds add to and win over those of the files).
+    Validated once, baseline file included, so a mistake fails before any model is loaded."""
+    from imgai.config import load_sections
+
+    check_bounds(fail_under, fail_over, min_class_recall, max_drop)
+    run_config = Path(model_path).parent / CONFIG_FILE if model_path is not None else None
+    files = ([run_config] if run_config is not None and run_config.is_file() else []) + list(config_files)
+    given = {
+        "top_k": top_k,
+        "fail_under": fail_under,
+        "fail_over": fail_over,
+        "min_class_recall": min_class_recall,
+        "baseline": baseline,
+        "max_drop": max_drop,
+    }
+    settings = load_sections(
+        files,
+        ("eval", "infer"),
+        eval={k: v for k, v in given.items() if v is not None},
+        infer={"batch_size": batch_size} if batch_size is not None else {},
+    )
+    check_gate(settings.eval)
+    return settings
+
+
 def evaluate(
     model_path: str | Path,
     data_dir: str | Path | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     log: Callable[[str], None] = print,
     output_dir: str | Path | None = None,
-    gate: GateSpec | None = None,
+    gate: EvalConfig | None = None,
     top_k: int | None = None,
     gallery_size: int = 16,
 ) -> dict:
-    """Score ``model_path`` on ``data_dir`` (or its run's test/val split), run the quality gate,
-    and write the report (metrics.json, CSVs, plots, summary.md) beside the model or into
-    ``output_dir``. Returns the metrics; ``metrics["gate"]["passed"]`` says whether it may ship."""
+    """Score ``model_path`` on ``data_dir`` (or its run's test/val split), run the quality gate
+    ``gate`` (see :func:`eval_settings`), and write the report (metrics.json, CSVs, plots,
+    summary.md) beside the model or into ``output_dir``. Returns the metrics;
+    ``metrics["gate"]["passed"]`` says whether it may ship. ``batch_size`` and ``top_k`` left
+    empty take ``infer.batch_size`` and ``eval.top_k`` (``gate``'s, else the defaults)."""
     import keras
 
-    from imgai.models import load_model
+    from imgai.config import InferConfig
+    from imgai.modelfile import load_model
     from imgai.predict import iter_predictions
     from imgai.report import write_report
 
     model_path = Path(model_path)
-    if gate is not None:
-        gate.validate()  # a mistake in the checks fails before the slow part
-    model, meta = load_model(model_path)
-    classes = meta["class_names"]
+    baseline = check_gate(gate) if gate is not None else None  # a mistake fails before the slow part
+    batch_size = batch_size or InferConfig().batch_size
+    top_k = top_k if top_k is not None else (gate.top_k if gate is not None else None)
+    model, info = load_model(model_path)
+    classes = list(info.class_names)
     files = (
         eval_files_from_folder(data_dir, classes)
         if data_dir is not None
@@ -195,7 +242,7 @@ def evaluate(
     label_parts: list[np.ndarray] = []
     paths: list[str] = []
     skipped: list[tuple[str, str]] = []
-    for decoded, chunk_probabilities in iter_predictions(model, meta, files, batch_size, label="scoring"):
+    for decoded, chunk_probabilities in iter_predictions(model, info, files, batch_size, label="scoring"):
         # keep only what the metrics need; the decoded pixels of each chunk are dropped here
         parts.append(chunk_probabilities)
         label_parts.append(decoded.labels)
@@ -229,7 +276,7 @@ def evaluate(
             "seconds": round(time.perf_counter() - start, 3),
         }
     )
-    results = run_checks(gate, metrics) if gate is not None and not gate.is_empty() else []
+    results = run_checks(gate, metrics, baseline) if gate is not None and not gate.is_empty() else []
     if results:
         metrics["gate"] = {"passed": all(r.passed for r in results), "checks": [r.to_dict() for r in results]}
     out_dir = Path(output_dir) if output_dir is not None else model_path.parent
@@ -239,7 +286,7 @@ def evaluate(
         paths,
         labels,
         probabilities,
-        meta,
+        info,
         history_path=model_path.parent / HISTORY_FILE,
         monitor=_run_monitor(model_path.parent),
         gallery_size=gallery_size,

@@ -22,10 +22,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from imgai.errors import ImgaiError
+
+if TYPE_CHECKING:
+    from imgai.modelfile import ModelInfo
 
 # Layers after which the feature map holds no new information, only less resolution.
 _PASS_THROUGH = ("Pooling", "Dropout", "GaussianNoise", "ActivityRegularization")
@@ -150,7 +154,7 @@ def _call_nested(sub_model, args, kwargs, path, record):
     functional = getattr(sub_model, "_functional", None) or sub_model
     if not hasattr(functional, "_run_through_graph"):
         raise ImgaiError(
-            f"cannot look inside sub-model '{sub_model.name}': pass --layer with one of the outer layers"
+            f"cannot look inside sub-model '{sub_model.name}': pass `layer` with one of the outer layers"
         )
     out = _run_graph(sub_model, args[0], path, record)
     return out[0] if isinstance(out, (list, tuple)) and len(out) == 1 else out
@@ -180,7 +184,7 @@ def _gradients_tensorflow(model, images: np.ndarray, class_indices: np.ndarray |
     gradients = tape.gradient(score, activation)
     if gradients is None:
         raise ImgaiError(
-            f"the class score does not depend on layer '{path[-1].name}': pass --layer with another layer"
+            f"the class score does not depend on layer '{path[-1].name}': pass `layer` with another layer"
         )
     return activation.numpy(), gradients.numpy(), probabilities.numpy()
 
@@ -373,7 +377,7 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.65) -> np.n
 
 def explain_file(
     model,
-    metadata: dict,
+    info: ModelInfo,
     image_path: str | Path,
     output: str | Path,
     class_name: str | None = None,
@@ -387,16 +391,12 @@ def explain_file(
     from imgai import plots
     from imgai.data import decode_image
 
-    class_names = metadata["class_names"]
+    class_names = list(info.class_names)
+    spec = info.decode_spec
     if class_name is not None and class_name not in class_names:
         raise ImgaiError(f"unknown class '{class_name}': the model's classes are {', '.join(class_names)}")
     try:
-        pixels = decode_image(
-            image_path,
-            tuple(metadata["image_size"]),
-            metadata["color_mode"],
-            metadata.get("interpolation", "bilinear"),
-        )
+        pixels = decode_image(image_path, spec.image_size, spec.color_mode, spec.interpolation)
         with Image.open(image_path) as original:
             original = original.convert("RGB")
             original.thumbnail((max_side, max_side))

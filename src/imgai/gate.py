@@ -1,6 +1,7 @@
 """Quality gate: checks on evaluation metrics that decide whether a model may ship.
 
-Checks come from ``imgai eval`` flags and from the ``eval`` section of a config file (flags win)::
+Checks are the ``eval`` section of the config (:class:`imgai.config.EvalConfig`); ``imgai eval``
+flags are merged over it by :func:`imgai.evaluate.eval_settings`::
 
     --fail-under accuracy=0.90      a metric must be at least the bound
     --fail-over loss=0.50           a metric must be at most the bound (for loss)
@@ -17,45 +18,17 @@ from __future__ import annotations
 
 import json
 import math
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imgai.errors import ImgaiError
+from imgai.names import HIGHER_IS_BETTER, LOWER_IS_BETTER, TOP_K_METRIC, check_metric_name
 
-HIGHER_IS_BETTER = (
-    "accuracy",
-    "precision_macro",
-    "recall_macro",
-    "f1_macro",
-    "precision_weighted",
-    "recall_weighted",
-    "f1_weighted",
-)
-LOWER_IS_BETTER = ("loss",)
-_TOP_K = re.compile(r"^top(\d+)_accuracy$")
+if TYPE_CHECKING:
+    from imgai.config import EvalConfig
 
-
-def valid_metric_names() -> str:
-    return ", ".join([*HIGHER_IS_BETTER, "topK_accuracy (e.g. top3_accuracy)", *LOWER_IS_BETTER])
-
-
-def check_metric_name(name: str, higher_is_better: bool | None = None) -> str:
-    """``name`` if it is a gateable metric (pointing the right way); else an ImgaiError."""
-    known_higher = name in HIGHER_IS_BETTER or bool(_TOP_K.match(name))
-    known_lower = name in LOWER_IS_BETTER
-    if not (known_higher or known_lower):
-        raise ImgaiError(f"unknown metric '{name}': use one of {valid_metric_names()}")
-    if higher_is_better is True and known_lower:
-        raise ImgaiError(
-            f"'{name}' is better when lower, so a lower bound makes "
-            f"no sense: use --fail-over {name}=VALUE (eval.fail_over)"
-        )
-    if higher_is_better is False and known_higher:
-        raise ImgaiError(
-            f"'{name}' is better when higher: use --fail-under {name}=VALUE (eval.fail_under) for it"
-        )
-    return name
+GATE_KEYS = ("fail_under", "fail_over", "min_class_recall", "baseline", "max_drop")
 
 
 def parse_bounds(items: list[str] | tuple[str, ...], option: str) -> dict[str, float]:
@@ -70,82 +43,57 @@ def parse_bounds(items: list[str] | tuple[str, ...], option: str) -> dict[str, f
             value = math.nan
         if not sep or not name or math.isnan(value):
             raise ImgaiError(
-                f"{option} '{item}' is not of the form METRIC=NUMBER (for example {option} accuracy=0.9)"
+                f"`{option}` '{item}' is not of the form METRIC=NUMBER (for example `{option}` accuracy=0.9)"
             )
         bounds[name] = value
     return bounds
 
 
-@dataclass
-class GateSpec:
-    """Every check to run; empty means no gate."""
-
-    fail_under: dict[str, float] = field(default_factory=dict)
-    fail_over: dict[str, float] = field(default_factory=dict)
-    min_class_recall: float | None = None
-    baseline: str | None = None
-    max_drop: dict[str, float] = field(default_factory=dict)
-    baseline_metrics: dict | None = None  # read by validate(), so a bad file fails before evaluation
-
-    def is_empty(self) -> bool:
-        return not (self.fail_under or self.fail_over or self.min_class_recall is not None or self.max_drop)
-
-    def validate(self) -> GateSpec:
-        """Check names, numbers and the baseline file; raises ImgaiError (exit 2) on a mistake."""
-        for name in self.fail_under:
-            check_metric_name(name, higher_is_better=True)
-        for name in self.fail_over:
-            check_metric_name(name, higher_is_better=False)
-        for name, drop in self.max_drop.items():
-            check_metric_name(name)
-            if drop < 0:
-                raise ImgaiError(
-                    f"max drop for '{name}' is {drop}: it must be 0 or more (the largest allowed drop)"
-                )
-        if self.min_class_recall is not None and not 0.0 <= self.min_class_recall <= 1.0:
-            raise ImgaiError(f"min class recall {self.min_class_recall} is not between 0 and 1")
-        if self.max_drop and not self.baseline:
+def check_bounds(
+    fail_under: dict | None = None,
+    fail_over: dict | None = None,
+    min_class_recall: float | None = None,
+    max_drop: dict | None = None,
+) -> None:
+    """Check gate values given as parameters (not from a file), in the words of those parameters."""
+    for name in fail_under or {}:
+        check_metric_name(name, higher_is_better=True)
+    for name in fail_over or {}:
+        check_metric_name(name, higher_is_better=False)
+    for name, drop in (max_drop or {}).items():
+        check_metric_name(name)
+        if drop < 0:
             raise ImgaiError(
-                "--max-drop compares with a baseline: add --baseline path/to/metrics.json (eval.baseline)"
+                f"`eval.max_drop` for '{name}' is {drop}: it must be 0 or more (the largest allowed drop)"
             )
-        if self.baseline and not self.max_drop:
-            raise ImgaiError(
-                "--baseline needs --max-drop METRIC=DELTA to say what may not get worse (e.g. --max-drop accuracy=0.01)"
-            )
-        if self.baseline:
-            self.baseline_metrics = load_baseline(self.baseline)
-            for name in self.max_drop:
-                if not isinstance(self.baseline_metrics.get(name), (int, float)):
-                    raise ImgaiError(f"baseline '{self.baseline}' has no '{name}': compare a metric it holds")
-        return self
+    if min_class_recall is not None and not 0.0 <= min_class_recall <= 1.0:
+        raise ImgaiError(f"`eval.min_class_recall` {min_class_recall} is not between 0 and 1")
 
 
-def merge_spec(config_section=None, **flags) -> GateSpec:
-    """Checks from the config's ``eval`` section, overridden by command-line flags."""
-    spec = GateSpec()
-    if config_section is not None:
-        spec = GateSpec(
-            fail_under=dict(config_section.fail_under),
-            fail_over=dict(config_section.fail_over),
-            min_class_recall=config_section.min_class_recall,
-            baseline=config_section.baseline,
-            max_drop=dict(config_section.max_drop),
+def check_gate(spec: EvalConfig) -> dict | None:
+    """The checks that span keys, and the baseline file; returns the baseline's metrics (or None).
+    Raises ImgaiError (exit 2) on a mistake, so it can run before any model is loaded."""
+    if spec.max_drop and not spec.baseline:
+        raise ImgaiError("`eval.max_drop` compares with a baseline: add `eval.baseline` path/to/metrics.json")
+    if spec.baseline and not spec.max_drop:
+        raise ImgaiError(
+            "`eval.baseline` needs `eval.max_drop` METRIC=DELTA to say what may not get worse "
+            "(e.g. `eval.max_drop` accuracy=0.01)"
         )
-    spec.fail_under.update(flags.get("fail_under") or {})
-    spec.fail_over.update(flags.get("fail_over") or {})
-    spec.max_drop.update(flags.get("max_drop") or {})
-    if flags.get("min_class_recall") is not None:
-        spec.min_class_recall = flags["min_class_recall"]
-    if flags.get("baseline"):
-        spec.baseline = flags["baseline"]
-    return spec
+    if not spec.baseline:
+        return None
+    baseline = load_baseline(spec.baseline)
+    for name in spec.max_drop:
+        if not isinstance(baseline.get(name), (int, float)):
+            raise ImgaiError(f"baseline '{spec.baseline}' has no '{name}': compare a metric it holds")
+    return baseline
 
 
 def load_baseline(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ImgaiError(
-            f"baseline '{path}' not found: pass the metrics.json of an earlier 'imgai eval' to --baseline"
+            f"baseline '{path}' not found: pass the metrics.json of an earlier 'imgai eval' as `eval.baseline`"
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -191,15 +139,16 @@ class CheckResult:
 def _measured(metrics: dict, name: str) -> float:
     value = metrics.get(name)
     if not isinstance(value, (int, float)):
-        available = [k for k in metrics if k in HIGHER_IS_BETTER + LOWER_IS_BETTER or _TOP_K.match(k)]
+        available = [k for k in metrics if k in HIGHER_IS_BETTER + LOWER_IS_BETTER or TOP_K_METRIC.match(k)]
         raise ImgaiError(
             f"metric '{name}' was not computed for this model: gate on one of {', '.join(available)}"
         )
     return float(value)
 
 
-def run_checks(spec: GateSpec, metrics: dict) -> list[CheckResult]:
-    """Evaluate every check of ``spec`` on ``metrics`` (as computed by imgai.evaluate)."""
+def run_checks(spec: EvalConfig, metrics: dict, baseline: dict | None = None) -> list[CheckResult]:
+    """Evaluate every check of ``spec`` on ``metrics`` (as computed by imgai.evaluate); ``baseline``
+    is what :func:`check_gate` returned (read here when not given)."""
     results: list[CheckResult] = []
     for name, bound in spec.fail_under.items():
         value = _measured(metrics, name)
@@ -219,9 +168,7 @@ def run_checks(spec: GateSpec, metrics: dict) -> list[CheckResult]:
                 )
             )
     if spec.max_drop:
-        baseline = (
-            spec.baseline_metrics if spec.baseline_metrics is not None else load_baseline(spec.baseline)
-        )
+        baseline = baseline if baseline is not None else check_gate(spec)
         for name, drop in spec.max_drop.items():
             value, before = _measured(metrics, name), float(baseline[name])
             if name in LOWER_IS_BETTER:

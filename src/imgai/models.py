@@ -22,19 +22,17 @@ image size, colour mode), which ``keras.saving.load_model`` ignores.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import warnings
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from imgai.errors import ImgaiError
+from imgai.names import BACKBONES as BACKBONE_CLASSES
+from imgai.names import MODEL_BUILDERS
 
-METADATA_MEMBER = "imgai.json"
-
-_REGISTRY: dict[str, Callable[..., Any]] = {}
+_REGISTRY: dict[str, Callable[..., Any]] = MODEL_BUILDERS  # shared with imgai.names (the config reads it)
 
 
 def register(name: str):
@@ -198,15 +196,7 @@ def estimate_flops(model) -> int:
 # registry name -> (keras.applications class, preprocessing). "own" = the application's
 # include_preprocessing (Rescaling / Normalization layers); "caffe" = ResNet's RGB->BGR and
 # ImageNet mean subtraction, done by a fixed, non-trainable Dense layer on the channel axis.
-BACKBONES = {
-    "mobilenetv3small": ("MobileNetV3Small", "own"),
-    "mobilenetv3large": ("MobileNetV3Large", "own"),
-    "efficientnetv2b0": ("EfficientNetV2B0", "own"),
-    "efficientnetv2b1": ("EfficientNetV2B1", "own"),
-    "efficientnetv2s": ("EfficientNetV2S", "own"),
-    "resnet50": ("ResNet50", "caffe"),
-    "convnexttiny": ("ConvNeXtTiny", "own"),
-}
+BACKBONES = {name: (app, "caffe" if name == "resnet50" else "own") for name, app in BACKBONE_CLASSES.items()}
 IMGAI_LAYER_NAMES = ("image", "resize")
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
@@ -342,7 +332,7 @@ def _make_backbone_builder(app_name: str, preprocessing: str):
         graph_layers = _application_layers(backbone)
         if cfg.weights is not None:
             _load_backbone_weights(app, app_name, cfg.weights, image_size, channels, graph_layers)
-        frozen = cfg.freeze if cfg.freeze is not None else cfg.weights is not None
+        frozen = bool(cfg.freeze)  # resolved by the config: frozen when weights are loaded
         for layer in graph_layers:
             layer.name = f"{BACKBONE_PREFIX}_{layer.name}"  # the contract; names are saved with the model
             layer.trainable = not frozen
@@ -441,89 +431,3 @@ def unfreeze_backbone(model, top: int | str = "all") -> int:
         layer.trainable = trainable
         unfrozen += int(trainable and bool(layer.weights))
     return unfrozen
-
-
-# --------------------------------------------------------------------------------------------
-# Saving and loading
-
-
-def save_model(
-    model, path: str | Path, metadata: dict[str, Any], extra_members: dict[str, str] | None = None
-) -> None:
-    """Save ``model`` to ``path`` atomically, with imgai's metadata inside the archive.
-
-    ``extra_members`` (name -> text) are written into the same archive, so they can never
-    disagree with the weights (training stores its resume state this way).
-    """
-    from imgai.runs import atomic_path
-
-    with atomic_path(path, suffix=".keras") as tmp:  # Keras insists on the .keras extension
-        model.save(tmp)
-        with zipfile.ZipFile(tmp, "a") as archive:
-            archive.writestr(METADATA_MEMBER, json.dumps(metadata, indent=2))
-            for name, text in (extra_members or {}).items():
-                archive.writestr(name, text)
-
-
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """imgai's metadata from a ``.keras`` file (empty if it was saved by plain Keras)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            if METADATA_MEMBER in archive.namelist():
-                return json.loads(archive.read(METADATA_MEMBER))
-    except (zipfile.BadZipFile, OSError, ValueError):
-        pass
-    return {}
-
-
-def _check_keras_file(path: Path) -> None:
-    if not path.is_file():
-        raise ImgaiError(f"model file '{path}' not found: pass a .keras file written by 'imgai train'")
-    if not zipfile.is_zipfile(path):
-        raise ImgaiError(
-            f"'{path}' is not a Keras model file (.keras zip archive): pass a checkpoint such as runs/run1/best.keras"
-        )
-    with zipfile.ZipFile(path) as archive:
-        if "config.json" not in archive.namelist():
-            raise ImgaiError(
-                f"'{path}' is a zip file but not a Keras model (no config.json inside): pass a .keras file"
-            )
-
-
-def load_model(path: str | Path):
-    """Load a ``.keras`` file for inference. Returns ``(model, metadata)``.
-
-    ``metadata`` always has ``class_names``, ``image_size`` and ``color_mode``; for files saved by
-    plain Keras they are read off the model (class names then are ``class_0``, ``class_1``, ...).
-    """
-    path = Path(path)
-    _check_keras_file(path)
-    import keras
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = keras.saving.load_model(path, compile=False)
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
-        raise ImgaiError(
-            f"could not load model '{path}' ({first}): is it a complete .keras file from imgai train?"
-        ) from None
-    metadata = dict(read_metadata(path))
-    num_classes = int(model.output_shape[-1])
-    if "class_names" not in metadata or len(metadata["class_names"]) != num_classes:
-        metadata["class_names"] = [f"class_{i}" for i in range(num_classes)]
-    if "image_size" not in metadata:
-        size = None
-        for layer in model.layers:
-            if layer.__class__.__name__ == "Resizing":
-                size = [layer.height, layer.width]
-                break
-        shape = model.input_shape
-        if size is None and shape[1] and shape[2]:
-            size = [shape[1], shape[2]]
-        metadata["image_size"] = size or [224, 224]
-    if "color_mode" not in metadata:
-        metadata["color_mode"] = "grayscale" if model.input_shape[-1] == 1 else "rgb"
-    metadata.setdefault("interpolation", "bilinear")
-    return model, metadata

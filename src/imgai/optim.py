@@ -14,8 +14,6 @@ import numpy as np
 
 from imgai.errors import ImgaiError
 
-ADAMW_DEFAULT_WEIGHT_DECAY = 0.004  # keras.optimizers.AdamW's own default
-
 
 def learning_rate_at(step: int, steps_per_epoch: int, stage_epochs: int, peak: float, train_cfg) -> float:
     """Learning rate for ``step`` (0-based, counted from the start of the training stage).
@@ -45,10 +43,8 @@ def build_optimizer(train_cfg, learning_rate: float):
     import keras
 
     kwargs: dict = {"learning_rate": learning_rate}
-    decay = train_cfg.weight_decay
-    if decay is None and train_cfg.optimizer == "adamw":
-        decay = ADAMW_DEFAULT_WEIGHT_DECAY
-    if decay or train_cfg.optimizer == "adamw":  # AdamW would fall back to its default on None
+    decay = train_cfg.weight_decay  # the config resolves empty to AdamW's default or 0
+    if decay or train_cfg.optimizer == "adamw":
         kwargs["weight_decay"] = decay
     if train_cfg.gradient_clip_norm is not None:
         kwargs["global_clipnorm"] = train_cfg.gradient_clip_norm
@@ -77,8 +73,6 @@ def describe_optimization(train_cfg, peak: float | None = None) -> str:
     peak = train_cfg.learning_rate if peak is None else peak
     parts = [train_cfg.optimizer]
     decay = train_cfg.weight_decay
-    if decay is None and train_cfg.optimizer == "adamw":
-        decay = ADAMW_DEFAULT_WEIGHT_DECAY
     if decay:
         parts.append(f"weight decay {decay:g}")
     if train_cfg.optimizer in ("sgd", "rmsprop"):

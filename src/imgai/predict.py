@@ -14,11 +14,15 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
-from imgai.data import DecodedImages, FileList, load_images
+from imgai.data import IMAGE_EXTENSIONS, DecodedImages, FileList, iter_image_files, load_images
+from imgai.names import PREDICTION_FORMATS
+
+if TYPE_CHECKING:
+    from imgai.modelfile import ModelInfo
 
 
 @dataclass
@@ -37,16 +41,9 @@ class PredictionRow:
 _GLOB_CHARS = set("*?[")
 
 
-def _expand_folder(path: Path) -> list[str]:
-    found = []
-    for root, dirs, names in os.walk(path, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(os.path.join(root, n) for n in sorted(names) if not n.startswith("."))
-    return sorted(found)
-
-
 def collect_paths(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
-    """Expand files, folders (recursively, hidden entries skipped) and glob patterns into a file list.
+    """Expand files, folders (their images, recursively, as training finds them) and glob patterns
+    into a file list.
 
     Patterns are expanded here (``**`` included), so a quoted ``'photos/*.jpg'`` works even where
     no shell expands it. Returns ``(files, problems)``; a missing path is a problem, not a crash.
@@ -56,9 +53,9 @@ def collect_paths(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = _expand_folder(path)
+            found = sorted(iter_image_files(path))  # path order, as before
             if not found:
-                problems.append((item, "folder holds no files"))
+                problems.append((item, f"folder holds no images ({', '.join(IMAGE_EXTENSIONS)})"))
             files.extend(found)
         elif path.is_file():
             files.append(str(path))
@@ -67,13 +64,13 @@ def collect_paths(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
             if not matches:
                 problems.append((item, "no file matches this pattern"))
             for match in matches:
-                files.extend(_expand_folder(Path(match)) if os.path.isdir(match) else [match])
+                files.extend(sorted(iter_image_files(match)) if os.path.isdir(match) else [match])
         else:
             problems.append((item, "no such file or folder"))
     return files, problems
 
 
-def run_inference(model, decoded: DecodedImages, batch_size: int = 32) -> np.ndarray:
+def run_inference(model, decoded: DecodedImages, batch_size: int) -> np.ndarray:
     """Class probabilities for decoded images, in batches. The one inference path."""
     num_classes = int(model.output_shape[-1])
     if len(decoded) == 0:
@@ -87,9 +84,9 @@ def run_inference(model, decoded: DecodedImages, batch_size: int = 32) -> np.nda
 
 def iter_predictions(
     model,
-    metadata: dict,
+    info: ModelInfo,
     files: FileList | list[str],
-    batch_size: int = 32,
+    batch_size: int,
     workers: int = 0,
     chunk_batches: int = 8,
     label: str = "predicting",
@@ -116,13 +113,9 @@ def iter_predictions(
             if isinstance(files, FileList)
             else files[start : start + chunk]
         )
+        spec = info.decode_spec
         return load_images(
-            part,
-            tuple(metadata["image_size"]),
-            metadata["color_mode"],
-            metadata.get("interpolation", "bilinear"),
-            workers,
-            progress=False,
+            part, spec.image_size, spec.color_mode, spec.interpolation, workers, progress=False
         )
 
     bar = Progress(label, total, progress)
@@ -140,13 +133,13 @@ def iter_predictions(
 
 
 def iter_prediction_rows(
-    model, metadata: dict, inputs: list[str], batch_size: int = 32, workers: int = 0
+    model, info: ModelInfo, inputs: list[str], batch_size: int, workers: int = 0
 ) -> Iterator[PredictionRow]:
     """One row per input file, in input order, streamed chunk by chunk; missing inputs come last."""
     files, problems = collect_paths(inputs)
     position = 0
     for decoded, probabilities in iter_predictions(
-        model, metadata, files, batch_size, workers, label="predicting"
+        model, info, files, batch_size, workers, label="predicting"
     ):
         # The chunk's decoded paths and skipped paths each keep the input order: merge them back.
         size = len(decoded) + len(decoded.skipped)
@@ -163,14 +156,7 @@ def iter_prediction_rows(
         yield PredictionRow(path, error=reason)
 
 
-def predict_files(
-    model, metadata: dict, inputs: list[str], batch_size: int = 32, workers: int = 0
-) -> list[PredictionRow]:
-    """Predict every image in ``inputs`` (files, folders, patterns). Rows keep the input order."""
-    return list(iter_prediction_rows(model, metadata, inputs, batch_size, workers))
-
-
-FORMATS = ("table", "json", "jsonl", "csv")
+FORMATS = PREDICTION_FORMATS
 
 
 def _as_record(row: PredictionRow, class_names: list[str], k: int) -> dict:

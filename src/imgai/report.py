@@ -22,10 +22,14 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from imgai.runs import METRICS_FILE, atomic_write_text
+
+if TYPE_CHECKING:
+    from imgai.modelfile import ModelInfo
 
 PER_CLASS_FILE = "per_class.csv"
 CONFUSION_FILE = "confusion_matrix.csv"
@@ -143,7 +147,7 @@ def write_report(
     paths: list[str],
     labels: np.ndarray,
     probabilities: np.ndarray,
-    metadata: dict,
+    info: ModelInfo,
     history_path: str | Path | None = None,
     monitor: str = "val_accuracy",
     gallery_size: int = 16,
@@ -185,15 +189,11 @@ def write_report(
 
     wrong = most_confidently_wrong(labels, probabilities, gallery_size)
     if wrong:
-        size = tuple(metadata["image_size"])
+        spec = info.decode_spec
         images, captions = [], []
         for i in wrong:
             try:
-                images.append(
-                    decode_image(
-                        paths[i], size, metadata["color_mode"], metadata.get("interpolation", "bilinear")
-                    )
-                )
+                images.append(decode_image(paths[i], spec.image_size, spec.color_mode, spec.interpolation))
             except Exception:  # the file changed since it was scored: leave it out of the picture
                 continue
             p = probabilities[i]

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from imgai.errors import ImgaiError
-from imgai.runs import BEST_MODEL, CONFIG_FILE, LAST_MODEL, atomic_path, atomic_write_text
+from imgai.runs import BEST_MODEL, CONFIG_FILE, LAST_MODEL, atomic_path, atomic_write_text, default_runs_dir
 
 RESUME_MEMBER = "imgai_resume.json"
 
@@ -78,11 +78,11 @@ def copy_atomically(source: Path, target: Path) -> None:
 # ----------------------------------------------------------------------------- the run folder
 
 
-def find_run(run: str | Path, runs_dir: str | Path = "runs") -> Path:
+def find_run(run: str | Path, runs_dir: str | Path | None = None) -> Path:
     """``--resume`` accepts a run folder or a run name under ``runs_dir``."""
     path = Path(run)
     if not path.is_dir() and len(path.parts) == 1:  # a bare name: look under runs_dir
-        path = Path(runs_dir) / run
+        path = Path(runs_dir if runs_dir is not None else default_runs_dir()) / run
     if not path.is_dir():
         raise ImgaiError(
             f"run '{run}' not found (looked for folder '{path}'): pass a run folder such as runs/run1"
@@ -104,7 +104,7 @@ def check_resume_overrides(overrides: list[str] | tuple) -> None:
         if key not in RESUMABLE_KEYS:
             raise ImgaiError(
                 f"'{key}' cannot change when resuming (allowed: {', '.join(RESUMABLE_KEYS)}): to train with "
-                f"other settings start a new run, e.g. imgai train --config RUN/config.yaml {text}"
+                f"other settings start a new run, e.g. from `config` RUN/config.yaml with {text}"
             )
 
 

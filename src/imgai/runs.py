@@ -42,7 +42,7 @@ def create_run_dir(runs_dir: str | Path, name: str | None = None) -> Path:
     if name is not None:
         if not _NAME_OK.match(name):
             raise ImgaiError(
-                f"run name '{name}' is not allowed: use letters, digits, '.', '_' or '-' (e.g. --name flowers-v2)"
+                f"run name '{name}' is not allowed: use letters, digits, '.', '_' or '-' (e.g. `name` flowers-v2)"
             )
         path = runs_dir / name
         try:
@@ -50,7 +50,7 @@ def create_run_dir(runs_dir: str | Path, name: str | None = None) -> Path:
             path.mkdir()
         except FileExistsError:
             raise ImgaiError(
-                f"run folder '{path}' already exists and is never overwritten: choose another --name"
+                f"run folder '{path}' already exists and is never overwritten: choose another `name`"
             ) from None
         return path
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -65,35 +65,46 @@ def create_run_dir(runs_dir: str | Path, name: str | None = None) -> Path:
             number += 1
 
 
-def latest_run(runs_dir: str | Path = "runs") -> Path:
+def default_runs_dir() -> Path:
+    """``output.dir`` as the schema sets it (where runs are looked for when nothing says else)."""
+    from imgai.config import OutputConfig
+
+    return Path(OutputConfig().dir)
+
+
+def latest_run(runs_dir: str | Path | None = None) -> Path:
     """The run folder whose best checkpoint was written last."""
-    runs_dir = Path(runs_dir)
+    runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     candidates = [p for p in runs_dir.glob(f"*/{BEST_MODEL}") if p.is_file()] if runs_dir.is_dir() else []
     if not candidates:
         raise ImgaiError(
             f"no trained model found under '{runs_dir}/': train one with 'imgai train --config FILE' "
-            "or pass --model PATH"
+            "or pass `model_path`"
         )
     return max(candidates, key=lambda p: p.stat().st_mtime).parent
 
 
 def resolve_model_path(
-    model: str | Path | None, run: str | None = None, runs_dir: str | Path = "runs"
+    model: str | Path | None, run: str | None = None, runs_dir: str | Path | None = None
 ) -> Path:
-    """--model PATH, else --run NAME's best model, else the latest run's best model."""
+    """``model`` (a .keras file or run folder), else run ``run``'s best model (a folder, or a name
+    under ``runs_dir``), else the latest run's best model; ``runs_dir`` defaults to ``output.dir``."""
+    runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     if model is not None:
         path = Path(model)
         if path.is_dir():  # a run folder is accepted in place of its best checkpoint
             path = path / BEST_MODEL
         if not path.is_file():
-            raise ImgaiError(f"model file '{path}' not found: pass a .keras file or a run folder to --model")
+            raise ImgaiError(
+                f"model file '{path}' not found: pass a .keras file or a run folder as `model_path`"
+            )
         return path
     if run is not None:
         run_path = Path(run) if Path(run).is_dir() else Path(runs_dir) / run
         path = run_path / BEST_MODEL
         if not path.is_file():
             raise ImgaiError(
-                f"run '{run}' has no {BEST_MODEL} (looked for '{path}'): check the name with 'ls {runs_dir}'"
+                f"run `run` '{run}' has no {BEST_MODEL} (looked for '{path}'): check the name with 'ls {runs_dir}'"
             )
         return path
     return latest_run(runs_dir) / BEST_MODEL

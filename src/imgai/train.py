@@ -23,6 +23,7 @@ from imgai import __version__
 from imgai.config import Config, dump_config, load_config
 from imgai.data import DecodedImages, Splits, make_batches, resolve_splits, write_skipped
 from imgai.errors import ImgaiError
+from imgai.modelfile import ModelInfo
 from imgai.runs import (
     BEST_MODEL,
     CLASSES_FILE,
@@ -77,15 +78,19 @@ def describe_splits(splits: Splits) -> str:
     return "\n".join([header, *rows, total])
 
 
-def model_metadata(config: Config, class_names: list[str]) -> dict:
-    return {
-        "class_names": list(class_names),
-        "image_size": list(config.data.image_size),
-        "color_mode": config.data.color_mode,
-        "interpolation": config.data.interpolation,
-        "model": config.model.name,
-        "imgai_version": __version__,
-    }
+def model_metadata(config: Config, class_names: list[str]) -> ModelInfo:
+    """What the saved model files record beside the weights."""
+    import keras
+
+    return ModelInfo(
+        class_names=tuple(class_names),
+        image_size=tuple(config.data.image_size),
+        color_mode=config.data.color_mode,
+        interpolation=config.data.interpolation,
+        model=config.model.name,
+        imgai_version=__version__,
+        keras_version=keras.__version__,
+    )
 
 
 def _decode_splits(
@@ -182,13 +187,13 @@ def _make_history_writer(path: Path):
 
 
 def _make_epoch_keeper(
-    run_dir: Path, train_cfg, monitor: str, mode: str, metadata: dict, state, log: Callable[[str], None]
+    run_dir: Path, train_cfg, monitor: str, mode: str, metadata: ModelInfo, state, log: Callable[[str], None]
 ):
     """After each epoch: best value, early stopping and plateau bookkeeping, then last.keras
     (with the resume state inside) and best.keras, each written atomically."""
     import keras
 
-    from imgai.models import save_model
+    from imgai.modelfile import save_model
     from imgai.resume import RESUME_MEMBER, capture_rng, copy_atomically
 
     def better(value: float, reference: float | None, delta: float = 0.0) -> bool:
@@ -283,7 +288,7 @@ def _compile(model, config: Config, stage: str, metrics: list) -> float:
     train_cfg = config.train
     peak = train_cfg.learning_rate
     if stage == "fine_tune":
-        peak = train_cfg.fine_tune_learning_rate or train_cfg.learning_rate / 10
+        peak = train_cfg.fine_tune_learning_rate  # the config resolves empty to learning_rate / 10
     model.compile(
         optimizer=build_optimizer(train_cfg, peak),
         loss=build_loss(train_cfg),
@@ -316,7 +321,9 @@ def check_tensorboard(config: Config) -> None:
         )
 
 
-def train(config: Config, name: str | None = None, log: Callable[[str], None] = print) -> TrainResult:
+def train(
+    config: Config, name: str | None = None, log: Callable[[str], None] = print, callbacks: list | None = None
+) -> TrainResult:
     """Train ``config`` into a new run folder and return where the best model is."""
     check_tensorboard(config)
     splits = resolve_splits(config.data, config.seed)  # fail on data problems before creating anything
@@ -325,7 +332,7 @@ def train(config: Config, name: str | None = None, log: Callable[[str], None] = 
     atomic_write_text(run_dir / CLASSES_FILE, "".join(f"{c}\n" for c in splits.class_names))
     log(f"Run folder: {run_dir}")
     try:
-        return _fit(config, splits, run_dir, None, log)
+        return _fit(config, splits, run_dir, None, log, callbacks)
     except ImgaiError:
         # A mistake found before the first checkpoint (a missing weights file, an image size the
         # model cannot take, ...) leaves no half-made run folder behind to be mistaken for a run.
@@ -337,8 +344,9 @@ def train(config: Config, name: str | None = None, log: Callable[[str], None] = 
 def resume(
     run: str | Path,
     overrides: list[str] | tuple = (),
-    runs_dir: str | Path = "runs",
+    runs_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
+    callbacks: list | None = None,
 ) -> TrainResult:
     """Continue ``run`` from its last completed epoch, exactly where it stopped.
 
@@ -400,10 +408,17 @@ def resume(
         log(
             f"Best so far: {state.best_value:.4f} at epoch {state.best_epoch} (train.monitor {config.train.monitor})."
         )
-    return _fit(config, splits, run_dir, state if state.epoch > 0 else None, log)
+    return _fit(config, splits, run_dir, state if state.epoch > 0 else None, log, callbacks)
 
 
-def _fit(config: Config, splits: Splits, run_dir: Path, state, log: Callable[[str], None]) -> TrainResult:
+def _fit(
+    config: Config,
+    splits: Splits,
+    run_dir: Path,
+    state,
+    log: Callable[[str], None],
+    user_callbacks: list | None = None,
+) -> TrainResult:
     """Decode, build, (re)load, train the remaining stages. ``state`` None = from epoch 1."""
     from imgai.resume import TrainState, restore_rng
 
@@ -526,9 +541,9 @@ def _fit(config: Config, splits: Splits, run_dir: Path, state, log: Callable[[st
                 validation_data=val_batches,
                 initial_epoch=max(first, state.epoch),
                 epochs=end,
-                callbacks=callbacks,
+                callbacks=callbacks + list(user_callbacks or []),
                 class_weight=weights,
-                verbose=1 if sys.stdout.isatty() else 2,
+                verbose=1 if sys.stdout.isatty() or "ipykernel" in sys.modules else 2,  # live bar in Jupyter
             )
             if state.stopped_early:
                 break
