@@ -58,8 +58,36 @@ def _stderr_parked():
             os.close(saved)
 
 
+# The pip extra that installs each Keras backend: pip install 'imgai[jax]'.
+BACKEND_EXTRAS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+
+
+def missing_backend(exc: ImportError):
+    """The one-line ImgaiError for a Keras backend that is not installed, else None."""
+    from imgai.errors import ImgaiError
+
+    name = (getattr(exc, "name", None) or "").split(".")[0]
+    if name not in BACKEND_EXTRAS:
+        return None
+    return ImgaiError(
+        f"the Keras backend '{name}' is not installed: pip install 'imgai[{BACKEND_EXTRAS[name]}]', "
+        f"or set KERAS_BACKEND to an installed one ({', '.join(BACKEND_EXTRAS)})"
+    )
+
+
 def import_keras():
-    """Import Keras (and its backend framework) without the frameworks' start-up chatter."""
+    """Import Keras (and its backend framework) without the frameworks' start-up chatter; a backend
+    that is not installed is one line naming the extra that installs it."""
+    try:
+        return _import_keras()
+    except ModuleNotFoundError as exc:
+        error = missing_backend(exc)
+        if error is None:
+            raise
+        raise error from None
+
+
+def _import_keras():
     if "keras" in sys.modules or _verbose():
         import keras
 
