@@ -28,8 +28,6 @@ from imgai.names import HIGHER_IS_BETTER, LOWER_IS_BETTER, TOP_K_METRIC, check_m
 if TYPE_CHECKING:
     from imgai.config import EvalConfig
 
-GATE_KEYS = ("fail_under", "fail_over", "min_class_recall", "baseline", "max_drop")
-
 
 def parse_bounds(items: list[str] | tuple[str, ...], option: str) -> dict[str, float]:
     """``["accuracy=0.9", "f1_macro=0.85"]`` -> ``{"accuracy": 0.9, "f1_macro": 0.85}``."""
