@@ -166,6 +166,7 @@ def test_training_with_augmentation_saves_a_model_without_it(split_dataset, tmp_
         assert name not in saved
 
 
+@pytest.mark.slow
 def test_preview_cli_writes_a_labelled_grid(split_dataset, tmp_path):
     out = tmp_path / "grid.png"
     proc = run_imgai(
@@ -194,6 +195,7 @@ def test_preview_cli_writes_a_labelled_grid(split_dataset, tmp_path):
     assert "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_jax_backend_compiles_the_step_without_tensorflow(tmp_path):
     pytest.importorskip("jax")
     import os

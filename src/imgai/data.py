@@ -290,7 +290,7 @@ def resolve_splits(data_cfg, seed: int) -> Splits:
 # cv2 resize filters. Bilinear is OpenCV's INTER_LINEAR: half-pixel centres without antialiasing,
 # the same filter as Keras's Resizing layer (and tf.data's image_dataset_from_directory), so the
 # loader and the resize layer inside the saved model agree (a test holds them to one grey level).
-# It is ~6x faster than Pillow's antialiased bilinear (docs/performance.md, "Decoding").
+# It is several times faster than Pillow's antialiased bilinear (docs/performance.md, "Decoding").
 _CV2_FILTERS = {"bilinear": "INTER_LINEAR", "nearest": "INTER_NEAREST_EXACT", "bicubic": "INTER_CUBIC"}
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _cv2_state: dict = {}
@@ -325,8 +325,8 @@ def _resize(pixels: np.ndarray, height: int, width: int, interpolation: str) -> 
     if cv2 is not None:
         return cv2.resize(pixels, (width, height), interpolation=getattr(cv2, _CV2_FILTERS[interpolation]))
     # Without OpenCV: Pillow's resize would antialias, its affine transform samples like
-    # INTER_LINEAR (half-pixel centres, no antialiasing): within one grey level of it, measured on
-    # flowers. Nearest is identical; Pillow's bicubic kernel (a=-0.5) differs from OpenCV's more.
+    # INTER_LINEAR (half-pixel centres, no antialiasing): within one grey level of it. Nearest is
+    # identical; Pillow's bicubic kernel (a=-0.5) differs from OpenCV's more.
     from PIL import Image
 
     image = Image.fromarray(pixels)
@@ -359,7 +359,7 @@ def _decode_jpeg(data: bytes, height: int, width: int) -> np.ndarray | None:
     None when it declines the file; Pillow then decides (it reads some files that libjpeg-turbo's
     strict mode rejects, and words the errors for the files it cannot read).
 
-    Bit-identical to Pillow's decode of the same file, DCT scaling included, and ~1.3x faster.
+    Bit-identical to Pillow's decode of the same file, DCT scaling included, and faster.
     """
     try:
         import simplejpeg
@@ -384,7 +384,7 @@ def _decode_pillow(data: bytes, height: int, width: int) -> np.ndarray:
     with Image.open(io.BytesIO(data)) as img:
         img.seek(0)
         # JPEGs at least twice the target size are decoded at 1/2, 1/4 or 1/8 scale by libjpeg
-        # (never below the target), then resized as usual: 4x faster for a 12-megapixel photo.
+        # (never below the target), then resized as usual: a large photo decodes several times faster.
         img.draft(img.mode, (width, height))
         img.load()  # force a full decode here, so truncated files fail now, not later
         if img.mode in ("P", "LA", "RGBA", "PA"):
@@ -459,7 +459,7 @@ def decode_files(paths: list[str], spec: DecodeSpec, workers: int = 0, store=Non
     the threads use every core.
 
     Each task decodes a block of ``block`` consecutive files: with one task per file, hand-offs
-    between threads held the first fill to 0.90x on 2 cores (``scripts/bench_fill.py``). At most
+    between threads slowed the first fill (docs/performance.md, ``scripts/bench_fill.py``). At most
     two blocks per thread are in flight, so memory stays bounded whatever the caller does.
 
     With ``store``, each worker hands its image to ``store(index, image)`` itself and ``None`` is
@@ -516,8 +516,7 @@ def allocate_images(shape: tuple[int, ...]) -> np.ndarray:
 
     Large arrays are a plain anonymous memory map of 4 KB pages, which the threads fault in as
     they write. ``numpy.empty`` asks the kernel for transparent huge pages instead, and the
-    compaction that can take slowed the first fill of the flowers to 0.63x (3,413 against 5,457
-    images/s, medians of 5 fresh runs on this project's 2-core machine, ``scripts/bench_fill.py``).
+    compaction that can take slowed the first fill (docs/performance.md, ``scripts/bench_fill.py``).
     """
     import mmap
 
