@@ -192,6 +192,7 @@ def test_typo_in_key_exits_2_and_names_the_fix(workdir):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_missing_data_folder_exits_2_with_one_line(workdir):
     result = run_imgai(
         "train", "--config", "tiny.yaml", "data.root=/no/such/folder", "--name", "never", cwd=workdir
