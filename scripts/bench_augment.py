@@ -43,6 +43,7 @@ def main() -> None:
     keras = import_keras()
     from imgai.augment import Augmenter
     from imgai.config import load_config
+    from imgai.data import DecodeSpec
 
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (args.batch, args.size, args.size, 3)).astype("float32")
@@ -53,7 +54,7 @@ def main() -> None:
     )
     print(f"{'pipeline':<26}{'compiled img/s':>16}{'eager img/s':>14}{'ratio':>8}")
     for name, overrides in PIPELINES.items():
-        augmenter = Augmenter(load_config([], overrides).augment, (args.size, args.size), 3, seed=1)
+        augmenter = Augmenter(load_config([], overrides).augment, DecodeSpec((args.size, args.size)), seed=1)
 
         def compiled(xb, yb, i):
             return augmenter(xb, yb, 0, i)

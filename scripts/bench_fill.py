@@ -32,7 +32,7 @@ VARIANTS = {"imgai": ("map", 16), "numpy.empty": ("numpy", 16), "1 file per task
 def child(data: str, allocation: str, block: int, size: int) -> None:
     import numpy as np
 
-    from imgai.data import allocate_images, decode_files, decode_image, scan_folder
+    from imgai.data import DecodeSpec, allocate_images, decode_files, decode_image, scan_folder
 
     paths = scan_folder(data).paths
     decode_image(paths[0], (size, size))  # imports the decoders outside the timing
@@ -43,7 +43,7 @@ def child(data: str, allocation: str, block: int, size: int) -> None:
     def store(index, image):
         out[index] = image
 
-    for _ in decode_files(paths, (size, size), "rgb", "bilinear", store=store, block=block):
+    for _ in decode_files(paths, DecodeSpec((size, size)), store=store, block=block):
         pass
     print(json.dumps({"images_per_s": len(paths) / (time.perf_counter() - start)}))
 

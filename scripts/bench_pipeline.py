@@ -34,6 +34,7 @@ from pathlib import Path
 
 import benchlib
 from benchlib import median
+from imgai.data import DecodeSpec
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -75,9 +76,7 @@ def keras_folder_loader(data: str, size, batch: int, limit: int, fmt: str) -> fl
 
 
 def imgai_epochs(decoded, num_classes: int, batch: int, epochs: int, limit: int) -> int:
-    from imgai.data import make_batches
-
-    batches = make_batches(decoded, num_classes, batch, shuffle=True, seed=0)
+    batches = decoded.batches(num_classes, batch, shuffle=True, seed=0)
     n = 0
     for _ in range(epochs):
         seen = 0
@@ -94,7 +93,7 @@ def imgai_cold_disk(files, size, batch: int, cache_dir: Path, limit: int) -> flo
     from imgai.cache import load_disk_cache
 
     start = time.perf_counter()
-    decoded = load_disk_cache(files, size, "rgb", "bilinear", cache_dir, log=lambda _: None, progress=False)
+    decoded = load_disk_cache(files, DecodeSpec(size), cache_dir, log=lambda _: None, progress=False)
     n = imgai_epochs(decoded, len(files.class_names), batch, 1, limit)
     return n / (time.perf_counter() - start)
 
@@ -115,7 +114,7 @@ def imgai_cached_disk(files, size, batch: int, cache_dir: Path, epochs: int, lim
     from imgai.cache import load_disk_cache
 
     start = time.perf_counter()
-    decoded = load_disk_cache(files, size, "rgb", "bilinear", cache_dir, log=lambda _: None, progress=False)
+    decoded = load_disk_cache(files, DecodeSpec(size), cache_dir, log=lambda _: None, progress=False)
     n = imgai_epochs(decoded, len(files.class_names), batch, epochs, limit)
     return n / (time.perf_counter() - start)
 
@@ -124,13 +123,10 @@ def imgai_streaming(files, size, batch: int, limit: int) -> float:
     from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 
     from imgai.cache import StreamedImages
-    from imgai.data import make_batches
 
     start = time.perf_counter()
-    streamed = StreamedImages(list(files.paths), files.labels, size, "rgb", "bilinear", 0)
-    adapter = PyDatasetAdapter(
-        make_batches(streamed, len(files.class_names), batch, shuffle=True), shuffle=False
-    )
+    streamed = StreamedImages(list(files.paths), files.labels, DecodeSpec(size), 0)
+    adapter = PyDatasetAdapter(streamed.batches(len(files.class_names), batch, shuffle=True), shuffle=False)
     adapter.on_epoch_begin()
     n = _drain(adapter.get_numpy_iterator(), limit)
     adapter.on_epoch_end()
@@ -175,9 +171,9 @@ def main() -> None:
         else ("grain" if importlib.util.find_spec("grain") else None)
     )
     work = Path(tempfile.mkdtemp(prefix="imgai-bench-cache-"))
-    from imgai.cache import choose_cache_mode, decoded_bytes
+    from imgai.cache import choose_cache_mode
 
-    auto_mode, auto_reason = choose_cache_mode("auto", decoded_bytes(len(files), size, "rgb"), work)
+    auto_mode, auto_reason = choose_cache_mode("auto", DecodeSpec(size).nbytes(len(files)), work)
     rates: dict[str, list[float]] = {}
 
     def record(name, fn):

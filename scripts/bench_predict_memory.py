@@ -35,7 +35,7 @@ def status(key):
         if line.startswith(key + ":"):
             return int(line.split()[1]) / 1024  # MB
 # Warm the model up on one image, then reset the peak (VmHWM) so only the run itself counts.
-run_inference(model, load_images(files[:1], spec.image_size, spec.color_mode, spec.interpolation, progress=False), 32)
+run_inference(model, load_images(files[:1], spec, progress=False), 32)
 with open("/proc/self/clear_refs", "w") as fh:
     fh.write("5")
 base = status("VmRSS")
@@ -43,7 +43,7 @@ start = time.perf_counter()
 if {mode!r} == "streamed":
     probs = np.concatenate([p for _, p in iter_predictions(model, info, files, 32, progress=False)])
 else:
-    decoded = load_images(files, spec.image_size, spec.color_mode, spec.interpolation, progress=False)
+    decoded = load_images(files, spec, progress=False)
     probs = run_inference(model, decoded, 32)
 seconds = time.perf_counter() - start
 peak = status("VmHWM")

@@ -7,9 +7,11 @@ keras = pytest.importorskip("keras")
 
 from conftest import REPO, run_imgai  # noqa: E402
 from imgai.augment import Augmenter, augment_batches, batch_seed, build_layers, describe  # noqa: E402
-from imgai.batches import ArrayBatches  # noqa: E402
 from imgai.config import load_config  # noqa: E402
+from imgai.data import DecodedImages, DecodeSpec  # noqa: E402
 from imgai.errors import ImgaiError  # noqa: E402
+
+RGB32 = DecodeSpec((32, 32))
 
 EVERYTHING = [
     "augment.flip=horizontal",
@@ -43,12 +45,12 @@ def batch(n=8, size=32, classes=4, seed=0):
 def test_off_by_default_and_source_returned_unchanged():
     cfg = aug_cfg()
     assert not cfg.is_active() and describe(cfg) == "none"
-    source = ArrayBatches(np.zeros((4, 32, 32, 3), np.uint8), np.array([0, 1, 0, 1]), 2, 2)
-    assert augment_batches(source, cfg, (32, 32), 3, seed=1) is source
+    source = DecodedImages(np.zeros((4, 32, 32, 3), np.uint8), np.array([0, 1, 0, 1]), [""] * 4).batches(2, 2)
+    assert augment_batches(source, cfg, RGB32, seed=1) is source
 
 
 def test_every_switch_maps_onto_its_keras_layer():
-    layers = build_layers(aug_cfg(*EVERYTHING), (32, 32), 3, seed=1)
+    layers = build_layers(aug_cfg(*EVERYTHING), RGB32, seed=1)
     kinds = [layer.__class__.__name__ for layer in layers]
     assert kinds == [
         "RandomCrop",
@@ -72,7 +74,7 @@ def test_every_switch_maps_onto_its_keras_layer():
 
 
 def test_all_layers_run_together_in_one_compiled_step():
-    augmenter = Augmenter(aug_cfg(*EVERYTHING), (32, 32), 3, seed=1)
+    augmenter = Augmenter(aug_cfg(*EVERYTHING), RGB32, seed=1)
     x, y = batch()
     out_x, out_y = augmenter(x, y, epoch=0, index=0)
     assert out_x.shape == (8, 24, 24, 3) and out_x.dtype == np.float32  # cropped; the model resizes back
@@ -85,9 +87,9 @@ def test_all_layers_run_together_in_one_compiled_step():
 def test_random_every_epoch_and_reproducible_from_the_seed():
     cfg = aug_cfg("augment.flip=horizontal", "augment.rotation=0.2", "augment.contrast=0.3")
     x, y = batch()
-    first = Augmenter(cfg, (32, 32), 3, seed=7)
-    again = Augmenter(cfg, (32, 32), 3, seed=7)  # a new process would build it like this
-    other_seed = Augmenter(cfg, (32, 32), 3, seed=8)
+    first = Augmenter(cfg, RGB32, seed=7)
+    again = Augmenter(cfg, RGB32, seed=7)  # a new process would build it like this
+    other_seed = Augmenter(cfg, RGB32, seed=8)
     a = first(x, y, epoch=0, index=3)[0]
     assert np.array_equal(a, first(x, y, epoch=0, index=3)[0])  # no hidden state carried over
     assert np.array_equal(a, again(x, y, epoch=0, index=3)[0])
@@ -99,7 +101,7 @@ def test_random_every_epoch_and_reproducible_from_the_seed():
 
 def test_labels_untouched_without_mixing():
     x, y = batch()
-    _, out_y = Augmenter(aug_cfg("augment.flip=horizontal", "augment.zoom=0.2"), (32, 32), 3, seed=1)(x, y)
+    _, out_y = Augmenter(aug_cfg("augment.flip=horizontal", "augment.zoom=0.2"), RGB32, seed=1)(x, y)
     assert np.array_equal(out_y, y)
 
 
@@ -111,8 +113,8 @@ def test_batch_seeds_are_distinct_and_fit_every_backend():
 
 def test_wrapped_batches_advance_the_epoch_and_keep_the_source_order():
     images = np.random.default_rng(0).integers(0, 255, (10, 32, 32, 3), dtype=np.uint8)
-    source = ArrayBatches(images, np.arange(10) % 2, 2, 4, shuffle=True, seed=3)
-    wrapped = augment_batches(source, aug_cfg("augment.brightness=0.3"), (32, 32), 3, seed=3)
+    source = DecodedImages(images, np.arange(10) % 2, [""] * 10).batches(2, 4, shuffle=True, seed=3)
+    wrapped = augment_batches(source, aug_cfg("augment.brightness=0.3"), RGB32, seed=3)
     assert len(wrapped) == len(source) == 3
     x0, y0 = wrapped[0]
     assert x0.shape == (4, 32, 32, 3) and np.array_equal(y0, source[0][1])
@@ -124,7 +126,7 @@ def test_wrapped_batches_advance_the_epoch_and_keep_the_source_order():
 
 def test_colour_only_augmentation_on_grayscale_is_a_clear_error():
     with pytest.raises(ImgaiError, match="augment.saturation needs colour images"):
-        build_layers(aug_cfg("augment.saturation=0.2"), (32, 32), 1, seed=1)
+        build_layers(aug_cfg("augment.saturation=0.2"), DecodeSpec((32, 32), "grayscale"), seed=1)
 
 
 def test_bad_augment_values_name_the_key():
@@ -164,6 +166,7 @@ def test_training_with_augmentation_saves_a_model_without_it(split_dataset, tmp_
         assert name not in saved
 
 
+@pytest.mark.slow
 def test_preview_cli_writes_a_labelled_grid(split_dataset, tmp_path):
     out = tmp_path / "grid.png"
     proc = run_imgai(
@@ -192,6 +195,7 @@ def test_preview_cli_writes_a_labelled_grid(split_dataset, tmp_path):
     assert "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_jax_backend_compiles_the_step_without_tensorflow(tmp_path):
     pytest.importorskip("jax")
     import os
@@ -202,9 +206,10 @@ def test_jax_backend_compiles_the_step_without_tensorflow(tmp_path):
         "import sys, numpy as np\n"
         "from imgai.config import load_config\n"
         "from imgai.augment import Augmenter\n"
+        "from imgai.data import DecodeSpec\n"
         "cfg = load_config([], ['augment.crop=0.75', 'augment.flip=horizontal', "
         "'augment.rotation=0.1', 'augment.mixup=0.2'])\n"
-        "a = Augmenter(cfg.augment, (32, 32), 3, seed=1)\n"
+        "a = Augmenter(cfg.augment, DecodeSpec((32, 32)), seed=1)\n"
         "x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype('float32')\n"
         "y = np.eye(2, dtype='float32')[[0, 1, 0, 1]]\n"
         "one, again, other = a(x, y, 0, 0)[0], a(x, y, 0, 0)[0], a(x, y, 1, 0)[0]\n"

@@ -12,9 +12,9 @@ import pytest
 
 from conftest import REPO
 
-# Runs the CLI with an import hook that makes every ``import tensorflow`` fail, as in a Python
-# without TensorFlow installed, and checks at exit that nothing managed to import it.
-NO_TENSORFLOW = """
+# An import hook that makes every ``import tensorflow`` fail, as in a Python without TensorFlow
+# installed, and checks at exit that nothing managed to import it.
+BLOCK_TENSORFLOW = """
 import atexit, importlib.abc, sys
 
 class NoTensorFlow(importlib.abc.MetaPathFinder):
@@ -33,32 +33,39 @@ def check():
         os._exit(3)
 
 atexit.register(check)
+"""
+# The CLI, with TensorFlow blocked.
+NO_TENSORFLOW = (
+    BLOCK_TENSORFLOW
+    + """
 from imgai.cli import main
 sys.argv[0] = "imgai"
 main()
 """
+)
+HAS_JAX = importlib.util.find_spec("jax") is not None
 
 
-@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax (pip install -e '.[test]')")
+def run_without_tensorflow(code: str, *args: str, cwd, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``code`` in a fresh Python on the JAX backend (CPU) with TensorFlow blocked; must succeed."""
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_JAX, reason="needs jax (pip install -e '.[test]')")
 def test_train_eval_predict_on_jax_without_tensorflow(split_dataset, tmp_path):
-    env = {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-
     def imgai(*args):
-        full_env = {
-            **os.environ,
-            **env,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])),
-        }
-        result = subprocess.run(
-            [sys.executable, "-c", NO_TENSORFLOW, *args],
-            cwd=tmp_path,
-            env=full_env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert result.returncode == 0, result.stderr + result.stdout
-        return result
+        return run_without_tensorflow(NO_TENSORFLOW, *args, cwd=tmp_path)
 
     for cache_mode in ("disk", "none"):
         imgai(

@@ -12,7 +12,7 @@ import pytest
 from imgai import cache
 from imgai.cache import BUILDING_PREFIX, StreamedImages, cache_key, choose_cache_mode, load_disk_cache
 from imgai.config import load_config
-from imgai.data import load_images, scan_folder
+from imgai.data import DecodeSpec, load_images, scan_folder
 from imgai.errors import ImgaiError
 from imgai.sample_data import make_shapes_dataset
 
@@ -26,9 +26,8 @@ def folder(tmp_path) -> Path:
 
 def _load(folder: Path, cache_dir: Path, size=(32, 32), color_mode="rgb", messages=None):
     log = messages.append if messages is not None else lambda _: None
-    return load_disk_cache(
-        scan_folder(folder), size, color_mode, "bilinear", cache_dir, workers=2, log=log, progress=False
-    )
+    spec = DecodeSpec(size, color_mode, "bilinear")
+    return load_disk_cache(scan_folder(folder), spec, cache_dir, workers=2, log=log, progress=False)
 
 
 def test_second_load_is_a_hit_with_the_same_pixels(folder, tmp_path):
@@ -70,7 +69,7 @@ def test_any_change_of_files_or_settings_builds_a_new_cache(folder, tmp_path, ch
 def test_half_built_or_damaged_caches_are_never_used(folder, tmp_path):
     cache_dir = tmp_path / "cache"
     files = scan_folder(folder)
-    key = cache_key(files.paths, files.labels, (32, 32), "rgb", "bilinear")
+    key = cache_key(files.paths, files.labels, DecodeSpec((32, 32)))
     # A build that crashed: its folder has the key in its name but is never read.
     half = cache_dir / f"{BUILDING_PREFIX}{key}-1-deadbeef"
     half.mkdir(parents=True)
@@ -114,8 +113,6 @@ def _rss_file_kb() -> int:
 @pytest.mark.parametrize("reader", ["preadv", "memory map"])
 def test_cache_is_memory_mapped_and_batches_keep_memory_flat(tmp_path, reader):
     pytest.importorskip("keras")
-    from imgai.data import make_batches
-
     root = tmp_path / "images"
     make_shapes_dataset(root, {"": 150}, shapes=("circle", "square"), size=32)
     size = (128, 128)  # 300 images x 48 KB = 14 MB of cache file
@@ -133,7 +130,7 @@ def test_cache_is_memory_mapped_and_batches_keep_memory_flat(tmp_path, reader):
         os.close(decoded.cache_file._fd)
         decoded.cache_file._fd = None
         decoded.cache_file.budget = 2**20
-    batches = make_batches(decoded, 2, batch_size=16, shuffle=True)
+    batches = decoded.batches(2, batch_size=16, shuffle=True)
     seen = []
     for i in range(len(batches)):
         x, _ = batches[i]
@@ -145,13 +142,11 @@ def test_cache_is_memory_mapped_and_batches_keep_memory_flat(tmp_path, reader):
 
 def test_streaming_batches_decode_on_the_fly_and_skip_bad_files(folder):
     pytest.importorskip("keras")
-    from imgai.data import make_batches
-
     bad = folder / "square" / "broken.jpg"
     bad.write_bytes(b"\xff\xd8 truncated")
     files = scan_folder(folder)
-    streamed = StreamedImages(list(files.paths), files.labels, (32, 32), "rgb", "bilinear", workers=2)
-    batches = make_batches(streamed, 2, batch_size=13)
+    streamed = StreamedImages(list(files.paths), files.labels, DecodeSpec((32, 32)), workers=2)
+    batches = streamed.batches(2, batch_size=13)
     x, y = batches[0]
     assert x.shape == (12, 32, 32, 3) and y.shape == (12, 2)  # 13 files, one unreadable
     assert [p for p, _ in streamed.skipped] == [str(bad)]

@@ -55,6 +55,7 @@ def test_help_does_not_import_tensorflow():
     assert "imgai train" in out.stdout  # the help teaches by example
 
 
+@pytest.mark.slow
 def test_train_writes_the_run_folder(trained):
     workdir, result = trained
     run = workdir / "runs" / "e2e"
@@ -71,6 +72,7 @@ def test_train_writes_the_run_folder(trained):
     assert "oneDNN" not in result.stderr and "cuda" not in result.stderr.lower()  # framework noise hidden
 
 
+@pytest.mark.slow
 def test_resolved_config_reproduces_the_run(trained, tmp_path):
     workdir, _ = trained
     saved = workdir / "runs" / "e2e" / "config.yaml"
@@ -83,6 +85,7 @@ def test_resolved_config_reproduces_the_run(trained, tmp_path):
     assert Path(__import__("yaml").safe_load(saved.read_text())["data"]["root"]).is_absolute()
 
 
+@pytest.mark.slow
 def test_predict_and_eval_with_no_flags(trained, split_dataset):
     workdir, _ = trained
     image = next((split_dataset / "test" / "square").glob("*.png"))
@@ -100,6 +103,7 @@ def test_predict_and_eval_with_no_flags(trained, split_dataset):
     assert "accuracy" in result.stdout and "triangle" in result.stdout
 
 
+@pytest.mark.slow
 def test_predict_formats_and_plain_keras_agree(trained, split_dataset):
     workdir, _ = trained
     folder = split_dataset / "test" / "circle"
@@ -134,6 +138,7 @@ def test_predict_formats_and_plain_keras_agree(trained, split_dataset):
     assert json.loads(plain.stdout.strip().splitlines()[-1]) == [r["predictions"][0]["class"] for r in rows]
 
 
+@pytest.mark.slow
 def test_predict_reports_bad_files_and_continues(trained, split_dataset, tmp_path):
     workdir, _ = trained
     good = next((split_dataset / "test" / "circle").glob("*.png"))
@@ -151,6 +156,7 @@ def test_predict_reports_bad_files_and_continues(trained, split_dataset, tmp_pat
     assert "2 of 3" in result.stderr
 
 
+@pytest.mark.slow
 def test_predict_with_a_wrong_model_file(trained, tmp_path):
     workdir, _ = trained
     fake = tmp_path / "fake.keras"
@@ -161,6 +167,7 @@ def test_predict_with_a_wrong_model_file(trained, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_eval_on_a_folder_with_other_classes(trained, tmp_path, split_dataset):
     workdir, _ = trained
     other = tmp_path / "other"
@@ -171,6 +178,7 @@ def test_eval_on_a_folder_with_other_classes(trained, tmp_path, split_dataset):
     assert "hexagon" in result.stderr and "differ from the model's classes" in result.stderr
 
 
+@pytest.mark.slow
 def test_eval_on_a_chosen_folder(trained, split_dataset):
     workdir, _ = trained
     result = run_imgai("eval", "--run", "e2e", "--data", str(split_dataset / "val"), cwd=workdir)
@@ -185,6 +193,7 @@ def test_typo_in_key_exits_2_and_names_the_fix(workdir):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_missing_data_folder_exits_2_with_one_line(workdir):
     result = run_imgai(
         "train", "--config", "tiny.yaml", "data.root=/no/such/folder", "--name", "never", cwd=workdir
@@ -194,6 +203,7 @@ def test_missing_data_folder_exits_2_with_one_line(workdir):
     assert not (workdir / "runs" / "never").exists()  # nothing created for a run that could not start
 
 
+@pytest.mark.slow
 def test_existing_run_name_is_refused(trained):
     workdir, _ = trained
     before = (workdir / "runs" / "e2e" / "best.keras").stat().st_mtime_ns
@@ -202,6 +212,7 @@ def test_existing_run_name_is_refused(trained):
     assert (workdir / "runs" / "e2e" / "best.keras").stat().st_mtime_ns == before
 
 
+@pytest.mark.slow
 def test_corrupt_image_is_skipped_and_training_completes(tmp_path, split_dataset):
     data = tmp_path / "data"
     shutil.copytree(split_dataset, data)
@@ -214,6 +225,7 @@ def test_corrupt_image_is_skipped_and_training_completes(tmp_path, split_dataset
     assert (tmp_path / "runs" / "c" / "best.keras").is_file()
 
 
+@pytest.mark.slow
 def test_validation_split_and_auto_numbered_runs(tmp_path, flat_dataset):
     args = [f"data.root={flat_dataset}", "data.validation_split=0.2", "train.epochs=1", *TINY]
     first = run_imgai("train", *args, cwd=tmp_path)
@@ -255,6 +267,7 @@ def test_data_sample_command(tmp_path):
     assert again.returncode == 2 and "not empty" in again.stderr
 
 
+@pytest.mark.slow
 def test_a_model_error_before_the_first_epoch_leaves_no_run_folder(tmp_path, split_dataset):
     result = run_imgai(
         "train",
@@ -270,6 +283,7 @@ def test_a_model_error_before_the_first_epoch_leaves_no_run_folder(tmp_path, spl
     assert not (tmp_path / "runs" / "small").exists()
 
 
+@pytest.mark.slow
 def test_backbone_from_a_weights_file_with_fine_tune_stage_end_to_end(tmp_path, split_dataset):
     keras = pytest.importorskip("keras")
     weights = tmp_path / "mnv3s.weights.h5"

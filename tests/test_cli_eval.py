@@ -67,6 +67,7 @@ def project(tmp_path_factory, split_dataset):
     return work
 
 
+@pytest.mark.slow
 def test_eval_writes_the_full_report(project):
     result = imgai("eval", "--run", "m", cwd=project)
     assert result.returncode == 0, result.stderr
@@ -109,6 +110,7 @@ def test_eval_writes_the_full_report(project):
     assert "F1" in result.stdout and "Wrote" in result.stdout and "gate" not in result.stdout.lower()
 
 
+@pytest.mark.slow
 def test_gate_exit_codes(project, tmp_path):
     failed = run_imgai(
         "eval",
@@ -148,6 +150,7 @@ def test_gate_exit_codes(project, tmp_path):
     assert "unknown metric 'acc'" in unknown.stderr and "f1_macro" in unknown.stderr
 
 
+@pytest.mark.slow
 def test_library_words_become_flags(project, tmp_path):
     wrong_way = imgai("eval", "--run", "m", "--fail-under", "loss=0.5", cwd=project)
     assert wrong_way.returncode == 2 and "use --fail-over loss=VALUE" in wrong_way.stderr
@@ -161,6 +164,7 @@ def test_library_words_become_flags(project, tmp_path):
         assert "`" not in result.stderr and clean(result)
 
 
+@pytest.mark.slow
 def test_runs_are_found_under_output_dir(project, tmp_path):
     # --runs-dir left out: output.dir of --config says where runs live (here: the project's).
     config = tmp_path / "where.yaml"
@@ -172,6 +176,7 @@ def test_runs_are_found_under_output_dir(project, tmp_path):
     assert lost.returncode == 2 and "no trained model found under 'runs/'" in lost.stderr
 
 
+@pytest.mark.slow
 def test_baseline_and_config_gate(project, tmp_path):
     base = project / "runs" / "m" / "metrics.json"
     if not base.exists():
@@ -216,6 +221,7 @@ def test_baseline_and_config_gate(project, tmp_path):
     assert bad.returncode == 2 and "eval.fail_under" in bad.stderr and clean(bad)
 
 
+@pytest.mark.slow
 def test_predict_folder_as_csv_with_a_non_image(project, split_dataset, tmp_path):
     folder = tmp_path / "photos"
     shutil.copytree(split_dataset / "test", folder)
@@ -233,6 +239,7 @@ def test_predict_folder_as_csv_with_a_non_image(project, split_dataset, tmp_path
     assert "1 of 13" in result.stderr
 
 
+@pytest.mark.slow
 def test_predict_stdin_globs_and_output_file(project, split_dataset, tmp_path):
     paths = sorted(str(p) for p in (split_dataset / "test" / "square").glob("*.png"))
     out = tmp_path / "preds.jsonl"
@@ -256,6 +263,7 @@ def test_predict_stdin_globs_and_output_file(project, split_dataset, tmp_path):
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
 
+@pytest.mark.slow
 def test_predict_equals_eval(project, split_dataset, tmp_path):
     """One code path: the probabilities predict prints are those eval scored, image by image."""
     scored = imgai(
@@ -281,6 +289,7 @@ def test_predict_equals_eval(project, split_dataset, tmp_path):
             assert p["probability"] == pytest.approx(float(ev[f"p_{p['class']}"]), abs=2e-6)
 
 
+@pytest.mark.slow
 def test_explain_command(project, split_dataset, tmp_path):
     image = next((split_dataset / "test" / "triangle").glob("*.png"))
     result = imgai("explain", str(image), "--run", "m", "--output-dir", str(tmp_path), cwd=project)

@@ -7,6 +7,7 @@ import pytest
 
 from imgai.config import load_config
 from imgai.data import (
+    DecodeSpec,
     decode_image,
     iter_image_files,
     load_images,
@@ -211,9 +212,7 @@ def test_decode_files_stores_on_the_workers_and_a_store_error_is_not_a_bad_file(
 
     paths = scan_folder(flat_dataset).paths
     stored: dict[int, np.ndarray] = {}
-    results = list(
-        decode_files(paths, (16, 16), "rgb", "bilinear", workers=2, store=stored.__setitem__, block=4)
-    )
+    results = list(decode_files(paths, DecodeSpec((16, 16)), workers=2, store=stored.__setitem__, block=4))
     assert [i for i, _, _ in results] == list(range(len(paths)))  # in order
     assert all(image is None and reason is None for _, image, reason in results)
     assert sorted(stored) == list(range(len(paths)))
@@ -223,8 +222,8 @@ def test_decode_files_stores_on_the_workers_and_a_store_error_is_not_a_bad_file(
         raise OSError(28, "No space left on device")
 
     with pytest.raises(OSError, match="No space left"):
-        list(decode_files(paths, (16, 16), "rgb", "bilinear", workers=2, store=full_disk))
-    first = next(iter(decode_files(paths, (16, 16), "rgb", "bilinear", workers=2)))  # stopping early is fine
+        list(decode_files(paths, DecodeSpec((16, 16)), workers=2, store=full_disk))
+    first = next(iter(decode_files(paths, DecodeSpec((16, 16)), workers=2)))  # stopping early is fine
     assert first[0] == 0 and first[1].shape == (16, 16, 3)
 
 
@@ -264,10 +263,8 @@ def test_load_images_is_deterministic_with_threads(flat_dataset):
 
 def test_batches_are_one_hot_and_reshuffled_each_epoch(flat_dataset):
     pytest.importorskip("keras")
-    from imgai.data import make_batches
-
     decoded = load_images(scan_folder(flat_dataset), (32, 32))
-    batches = make_batches(decoded, 3, batch_size=8, shuffle=True, seed=0)
+    batches = decoded.batches(3, batch_size=8, shuffle=True, seed=0)
     assert len(batches) == 4
     x, y = batches[0]
     assert (
@@ -279,23 +276,19 @@ def test_batches_are_one_hot_and_reshuffled_each_epoch(flat_dataset):
     order = batches._order.copy()
     batches.on_epoch_end()
     assert not np.array_equal(order, batches._order)
-    plain = make_batches(decoded, 3, batch_size=8)
+    plain = decoded.batches(3, batch_size=8)
     assert np.array_equal(plain[0][0], decoded.images[:8])
 
 
 def test_a_resumed_run_gets_the_same_epoch_order(flat_dataset):
     pytest.importorskip("keras")
-    from imgai.data import make_batches
-
     decoded = load_images(scan_folder(flat_dataset), (32, 32))
-    running = make_batches(decoded, 3, batch_size=8, shuffle=True, seed=5)
+    running = decoded.batches(3, batch_size=8, shuffle=True, seed=5)
     running.on_epoch_end()
     running.on_epoch_end()
-    resumed = make_batches(decoded, 3, batch_size=8, shuffle=True, seed=5, epoch=2)
+    resumed = decoded.batches(3, batch_size=8, shuffle=True, seed=5, epoch=2)
     assert np.array_equal(running._order, resumed._order)
-    assert not np.array_equal(
-        resumed._order, make_batches(decoded, 3, batch_size=8, shuffle=True, seed=5)._order
-    )
+    assert not np.array_equal(resumed._order, decoded.batches(3, batch_size=8, shuffle=True, seed=5)._order)
 
 
 def test_iter_image_files_filters_extensions(tmp_path):

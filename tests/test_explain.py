@@ -7,6 +7,7 @@ from PIL import Image
 from imgai.errors import ImgaiError
 from imgai.quiet import import_keras
 from imgai.sample_data import draw_shape
+from test_backend import BLOCK_TENSORFLOW, HAS_JAX, run_without_tensorflow
 
 keras = import_keras()
 layers = keras.layers
@@ -196,3 +197,38 @@ def test_keras_applications_backbone(nested):
     assert result.heatmaps.shape == (2, 2, 2)
     assert result.layer == ("mobilenetv2_0.35_64" if nested else "out_relu")
     assert result.geometry.scale == (32.0, 32.0)  # five stride-2 stages
+
+
+# Grad-CAM of a saved model on the JAX backend, TensorFlow blocked; prints the heat maps as JSON.
+JAX_GRAD_CAM = """
+import json, sys
+import numpy as np
+from imgai.explain import grad_cam
+from imgai.models import load_model
+model, _ = load_model(sys.argv[1])
+result = grad_cam(model, np.load(sys.argv[2]))
+print(json.dumps({"heatmaps": result.heatmaps.tolist(), "classes": result.class_indices.tolist(),
+                  "probabilities": result.probabilities.tolist(), "layer": result.layer}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_JAX, reason="needs jax (pip install -e '.[test]')")
+def test_grad_cam_on_jax_gives_the_tensorflow_heat_maps(shapes_model, tmp_path):
+    """The same saved model explained on JAX (jax.value_and_grad) and on TensorFlow (GradientTape)."""
+    import json
+
+    model, size = shapes_model
+    meta = {"class_names": ["circle", "cross"], "image_size": [size, size], "color_mode": "rgb"}
+    save_model(model, tmp_path / "m.keras", meta)
+    x, _, _ = _shapes(np.random.default_rng(11), 6, size)
+    np.save(tmp_path / "x.npy", x)
+    out = run_without_tensorflow(
+        BLOCK_TENSORFLOW + JAX_GRAD_CAM, str(tmp_path / "m.keras"), str(tmp_path / "x.npy"), cwd=tmp_path
+    )
+    on_jax = json.loads(out.stdout.strip().splitlines()[-1])
+    on_tf = grad_cam(model, x)
+    assert on_jax["layer"] == on_tf.layer and on_jax["classes"] == on_tf.class_indices.tolist()
+    np.testing.assert_allclose(on_jax["probabilities"], on_tf.probabilities, atol=1e-4)
+    np.testing.assert_allclose(on_jax["heatmaps"], on_tf.heatmaps, atol=1e-3)
+    assert np.asarray(on_jax["heatmaps"]).max() == 1.0  # real maps, not all zeros

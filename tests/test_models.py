@@ -90,6 +90,7 @@ def test_save_and_load_carry_class_names(tmp_path):
     assert np.allclose(model.predict_on_batch(x), loaded.predict_on_batch(x), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_saved_file_loads_in_plain_keras_without_imgai(tmp_path):
     model = create_model(model_cfg("model.dense_units=8", "model.filters=[4]"), (32, 32), 3, 3)
     path = tmp_path / "m.keras"
@@ -369,6 +370,7 @@ def test_imagenet_download_failure_says_which_file_to_place_where(tmp_path, monk
     assert file_utils.get_file.__name__ == "get_file"  # the recorder was removed again
 
 
+@pytest.mark.slow
 def test_saved_backbone_models_load_in_plain_keras(tmp_path, mobilenet_weights):
     paths = []
     for name in ("mobilenetv3small", "resnet50", "convnexttiny"):
@@ -397,6 +399,7 @@ def test_saved_backbone_models_load_in_plain_keras(tmp_path, mobilenet_weights):
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_backbone_config_trains_end_to_end_from_a_weights_file(split_dataset, tmp_path, mobilenet_weights):
     from imgai.train import train
 

@@ -64,6 +64,33 @@ def test_deterministic_config_gives_identical_history_twice(split_dataset, tmp_p
     assert any("cosine schedule" in line for line in log)
 
 
+def test_user_callbacks_see_every_epoch_of_train_and_resume(split_dataset, tmp_path):
+    import keras
+
+    class Recorder(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.begun, self.ended = [], []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.begun.append(epoch)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.ended.append((epoch, sorted(logs or {})))
+
+    first = Recorder()
+    result = train(
+        tiny_config(split_dataset, tmp_path, "train.epochs=2"), log=lambda _: None, callbacks=[first]
+    )
+    assert first.begun == [0, 1] and [epoch for epoch, _ in first.ended] == [0, 1]
+    # After imgai's own callbacks: the learning rate they log is there too.
+    assert all({"loss", "val_loss", "learning_rate"} <= set(keys) for _, keys in first.ended)
+    assert len(history(result.run_dir)) == 2
+    later = Recorder()
+    resume(result.run_dir, ["train.epochs=3"], log=lambda _: None, callbacks=[later])
+    assert later.begun == [2] and [epoch for epoch, _ in later.ended] == [2]
+
+
 def test_early_stopping_restores_best_weights_and_is_not_resumed(split_dataset, tmp_path):
     # A learning rate too small to change any prediction: val_accuracy never improves after epoch 1.
     config = tiny_config(
@@ -241,6 +268,7 @@ def rows(path):
     return path.read_text().count("\n") - 1 if path.exists() else 0
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_and_extend(slow_project):
     work = slow_project
     reference = run_imgai("train", "--config", "slow.yaml", "--name", "ref", cwd=work)

@@ -7,16 +7,16 @@ RandomHue, RandomCrop, RandAugment, RandomErasing, MixUp, CutMix). They are appl
 
 * the saved model must not carry training-only layers, and
 * in Keras 3.15 RandomRotation / RandomZoom / RandomTranslation / RandomCrop / RandomShear set
-  ``supports_jit = False``, so a model containing one of them is trained without XLA (measured in
-  the issue: 22 s instead of 1.4 s per flowers epoch on a GPU). On their own the same layers
+  ``supports_jit = False``, so a model containing one of them is trained without XLA, many times
+  slower per epoch on a GPU (docs/performance.md, "Augmentation"). On their own the same layers
   compile fine.
 
-So :class:`Augmenter` runs the layers as one pure function of (seeds, images, labels), compiled
-with ``jax.jit`` on JAX and ``tf.function`` on TensorFlow (eager on PyTorch); it needs no TensorFlow
-on the JAX backend. The layers' random state is not carried from batch to batch: the seeds of batch
-``i`` of epoch ``e`` are derived from ``(seed, e, i)``, so every epoch sees new random changes, a
-run is reproducible from its seed, and a resumed run continues with the same changes it would have
-had without the interruption.
+So :class:`Augmenter` runs the layers as one pure function of (seeds, images, labels), compiled by
+:func:`imgai.backend.compile_pure` (``jax.jit`` on JAX, ``tf.function`` on TensorFlow, eager on
+PyTorch); it needs no TensorFlow on the JAX backend. The layers' random state is not carried
+from batch to batch: the seeds of batch ``i`` of epoch ``e`` are derived from ``(seed, e, i)``,
+so every epoch sees new random changes, a run is reproducible from its seed, and a resumed run
+continues with the same changes it would have had without the interruption.
 
 :func:`augment_batches` is the hook where batches are produced: it wraps any
 ``keras.utils.PyDataset`` of ``(x, y)`` batches and returns it unchanged when nothing is switched on.
@@ -28,21 +28,22 @@ from pathlib import Path
 
 import numpy as np
 
+from imgai.data import DecodeSpec
 from imgai.errors import ImgaiError
 
-# Names of the switches in the augment section, in the order their layers are applied: geometry
-# first, then colour, then erasing, then the label-mixing layers last.
 VALUE_RANGE = (0.0, 255.0)  # batches hold float pixels in [0, 255]
 
 
-def build_layers(aug, image_size: tuple[int, int], channels: int, seed: int) -> list:
-    """The Keras layers for an ``augment`` config section, in the order they are applied.
+def build_layers(aug, spec: DecodeSpec, seed: int) -> list:
+    """The Keras layers for an ``augment`` config section, in the order they are applied: geometry
+    first, then colour, then erasing, then the label-mixing layers last.
 
     Every layer computes in float32 whatever the global precision policy is, and gets its own
     seed, derived from ``seed``.
     """
     from keras import layers
 
+    image_size, channels = spec.image_size, spec.channels
     seeds = iter(range(seed * 101 + 1, seed * 101 + 100))
     common = {"dtype": "float32"}
     out: list = []
@@ -133,22 +134,24 @@ class Augmenter:
     by MixUp / CutMix, one-hot otherwise).
     """
 
-    def __init__(self, aug, image_size: tuple[int, int], channels: int, seed: int):
+    def __init__(self, aug, spec: DecodeSpec, seed: int):
         import keras
 
+        from imgai.backend import compiles_random_crop
+
         self.seed = seed
-        self.layers = build_layers(aug, image_size, channels, seed)
-        # RandomCrop slices at a random offset, which jax.jit cannot trace; it comes first, so on
-        # JAX it runs eagerly before the compiled step (it is cheap: one slice per batch).
-        backend = keras.backend.backend()
-        eager = 1 if backend == "jax" and self.layers and self.layers[0].name == "crop" else 0
+        self.layers = build_layers(aug, spec, seed)
+        # RandomCrop comes first; where it cannot be compiled it runs eagerly before the compiled
+        # step (it is cheap: one slice per batch).
+        crop_first = bool(self.layers) and self.layers[0].name == "crop"
+        eager = 1 if crop_first and not compiles_random_crop() else 0
         self.eager_layers, self.compiled_layers = self.layers[:eager], self.layers[eager:]
         # Build every layer once, eagerly, so their variables exist before compiling.
-        probe = np.zeros((2, image_size[0], image_size[1], channels), dtype=np.float32)
+        probe = np.zeros((2, *spec.image_size, spec.channels), dtype=np.float32)
         self._apply(self.layers, probe, np.eye(2, dtype=np.float32))
         self.state = [v for layer in self.layers for v in layer.variables]  # the seed generators
         self._dtypes = [keras.backend.standardize_dtype(v.dtype) for v in self.state]
-        self._step = self._compile(backend)
+        self._step = self._compile()
 
     def __bool__(self) -> bool:
         return bool(self.layers)
@@ -166,19 +169,13 @@ class Augmenter:
         with keras.StatelessScope(state_mapping=list(zip(self.state, state_values))):
             return self._apply(layers, images, labels)
 
-    def _compile(self, backend: str):
+    def _compile(self):
+        from imgai.backend import compile_pure
+
         def compiled_part(state_values, images, labels):
             return self._stateless(self.compiled_layers, state_values, images, labels)
 
-        if backend == "jax":
-            import jax
-
-            compiled_part = jax.jit(compiled_part)
-        elif backend == "tensorflow":
-            import tensorflow as tf
-
-            compiled_part = tf.function(compiled_part, reduce_retracing=True)
-        # torch / numpy: eager
+        compiled_part = compile_pure(compiled_part)
 
         def step(state_values, images, labels):
             if self.eager_layers:
@@ -216,13 +213,14 @@ def _make_augmented_batches():
     import keras
 
     class AugmentedBatches(keras.utils.PyDataset):
-        """Wraps a PyDataset of ``(x, y)`` batches and augments each batch it hands out.
+        """Wraps :class:`imgai.batches.ImageBatches` and augments each batch it hands out.
 
-        ``epoch`` counts finished epochs (advanced by ``on_epoch_end``); set it to resume at a
-        later epoch with the same random changes an uninterrupted run would have seen.
+        The epoch is the source's (its order and these random changes always agree): read it
+        from the source, set it through the source, so a resumed run sees the same random
+        changes an uninterrupted run would have seen.
         """
 
-        def __init__(self, source, augmenter: Augmenter, epoch: int = 0):
+        def __init__(self, source, augmenter: Augmenter):
             # Same worker settings as the source, but threads only: a compiled step cannot be forked.
             super().__init__(
                 workers=getattr(source, "workers", 1) or 1,
@@ -231,7 +229,10 @@ def _make_augmented_batches():
             )
             self.source = source
             self.augmenter = augmenter
-            self.epoch = epoch
+
+        @property
+        def epoch(self) -> int:
+            return self.source.epoch
 
         def __len__(self) -> int:
             return len(self.source)
@@ -241,24 +242,21 @@ def _make_augmented_batches():
             return self.augmenter(x, y, self.epoch, index)
 
         def set_epoch(self, epoch: int) -> None:
-            """Serve epoch ``epoch`` (counted from 0): its random changes, and its order if the
-            source has ``set_epoch`` too."""
-            self.epoch = epoch
-            if hasattr(self.source, "set_epoch"):
-                self.source.set_epoch(epoch)
+            """Serve epoch ``epoch`` (counted from 0): its order and its random changes."""
+            self.source.set_epoch(epoch)
 
         def on_epoch_end(self) -> None:
-            self.epoch += 1
             self.source.on_epoch_end()
 
     return AugmentedBatches
 
 
-def augment_batches(source, aug, image_size: tuple[int, int], channels: int, seed: int, epoch: int = 0):
-    """``source`` with augmentation applied to every batch, or ``source`` itself when ``aug`` is off."""
+def augment_batches(source, aug, spec: DecodeSpec, seed: int):
+    """``source`` (:class:`imgai.batches.ImageBatches`) with augmentation applied to every batch,
+    at the source's epoch, or ``source`` itself when ``aug`` is off."""
     if not aug.is_active():
         return source
-    return _make_augmented_batches()(source, Augmenter(aug, image_size, channels, seed), epoch)
+    return _make_augmented_batches()(source, Augmenter(aug, spec, seed))
 
 
 def describe(aug) -> str:
@@ -306,21 +304,17 @@ def preview(config, output: str | Path, count: int = 16, log=print) -> Path:
         )
     splits = resolve_splits(config.data, config.seed)
     order = np.random.default_rng(config.seed).permutation(len(splits.train))[:count]
+    spec = DecodeSpec.from_config(config.data)
     decoded = load_images(
-        splits.train.subset(order),
-        config.data.image_size,
-        config.data.color_mode,
-        config.data.interpolation,
-        config.data.workers,
-        "decoding preview images",
+        splits.train.subset(order), spec, workers=config.data.workers, label="decoding preview images"
     )
     if len(decoded) == 0:
         raise ImgaiError(f"none of the {len(order)} picked training images could be read")
     class_names = splits.class_names
-    channels = decoded.images.shape[-1]
+    channels = spec.channels
     labels = np.eye(len(class_names), dtype=np.float32)[decoded.labels]
     images = decoded.images.astype(np.float32)
-    augmenter = Augmenter(config.augment, config.data.image_size, channels, config.seed)
+    augmenter = Augmenter(config.augment, spec, config.seed)
     images, labels = augmenter(images, labels, 0, 0)
     log(f"Augmentation: {describe(config.augment)}")
 

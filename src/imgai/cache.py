@@ -2,13 +2,15 @@
 
 ``data.cache`` picks one of three homes for the resized uint8 images:
 
-``memory``  :func:`imgai.data.load_images` decodes every file into one array in RAM (each run).
+``memory``  :func:`imgai.data.load_images` decodes every file into one array in RAM (each run):
+            :class:`imgai.data.DecodedImages`.
 ``disk``    the array is written once to ``<data.cache_dir>/<key>/images.npy`` and reused by later
-            runs: a memory-mapped, read-only array to callers, while batches read their rows
-            straight from the OS page cache (:class:`CacheFile`), so the process's RAM does not
-            grow with the data set.
+            runs: :class:`CachedImages`, a memory-mapped, read-only array to callers, while batches
+            read their rows straight from the OS page cache (:class:`CacheFile`), so the process's
+            RAM does not grow with the data set.
 ``none``    nothing is kept: each batch is decoded from its files while the model trains, on
-            ``data.workers`` threads with prefetch (for data larger than the disk budget).
+            ``data.workers`` threads with prefetch (for data larger than the disk budget):
+            :class:`StreamedImages`.
 ``auto``    memory when the decoded images fit comfortably in RAM, else disk, else none.
 
 A disk cache is keyed by the ordered file list with each file's size and modification time, the
@@ -40,7 +42,17 @@ from pathlib import Path
 
 import numpy as np
 
-from imgai.data import DecodedImages, FileList, load_images, resizer, store_all
+from imgai.data import (
+    DecodedImages,
+    DecodeSpec,
+    FileList,
+    decode_image,
+    default_workers,
+    describe_decode_error,
+    load_images,
+    resizer,
+    store_all,
+)
 from imgai.errors import ImgaiError
 
 CACHE_FORMAT = 2  # 2: OpenCV resize (no antialiasing) replaced Pillow's
@@ -55,18 +67,64 @@ STALE_BUILD_SECONDS = 24 * 3600
 
 @dataclass
 class StreamedImages:
-    """Files decoded batch by batch while training (``data.cache=none``); nothing kept."""
+    """Files decoded batch by batch while training (``data.cache=none``); nothing kept.
+
+    Its batches run ``read_rows`` on ``workers`` threads and Keras queues finished batches ahead
+    of the model, so decoding overlaps training. A file that cannot be read is left out of its
+    batch and added to ``skipped``.
+    """
 
     paths: list[str]
     labels: np.ndarray
-    image_size: tuple[int, int]
-    color_mode: str
-    interpolation: str
-    workers: int
+    spec: DecodeSpec
+    workers: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # filled as batches find them
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def read_rows(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows, kept = [], []
+        for i in indices:
+            try:
+                rows.append(decode_image(self.paths[i], self.spec))
+                kept.append(i)
+            except Exception as exc:  # unreadable: skipped and reported, never fatal
+                with self._lock:
+                    if all(p != self.paths[i] for p, _ in self.skipped):
+                        self.skipped.append((self.paths[i], describe_decode_error(exc)))
+        return (np.stack(rows) if rows else np.zeros((0,), np.uint8)), np.asarray(kept, dtype=np.int64)
+
+    def batches(
+        self, num_classes: int, batch_size: int, shuffle: bool = False, seed: int = 0, epoch: int = 0
+    ):
+        from imgai.batches import ImageBatches  # imports Keras
+
+        workers = default_workers(self.workers)
+        return ImageBatches(
+            self,
+            num_classes,
+            batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            epoch=epoch,
+            workers=workers,
+            max_queue_size=max(4, 2 * workers),
+        )
+
+
+@dataclass
+class CachedImages(DecodedImages):
+    """A disk cache: ``images`` is a read-only view through its memory map, and batches read their
+    rows with ``cache_file`` (None only for an empty cache)."""
+
+    cache_file: CacheFile | None = None
+
+    def read_rows(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.cache_file is None:
+            return super().read_rows(indices)
+        return self.cache_file.read_rows(indices), indices
 
 
 class CacheFile:
@@ -74,9 +132,9 @@ class CacheFile:
 
     Rows are read with ``os.preadv`` straight from the OS page cache into the batch: no page of
     the file becomes part of this process's memory, so it stays flat whatever the cache size, and
-    on 2 cores this was faster than gathering through the memory map and releasing its pages
-    (86,000 vs 47,000 images per CPU-second at 224 px). Where ``preadv`` is missing (Windows) rows
-    are gathered from the map, whose pages are then released every ``budget`` bytes.
+    it was faster than gathering through the memory map and releasing its pages
+    (docs/performance.md, "Disk cache reads"). Where ``preadv`` is missing (Windows) rows are
+    gathered from the map, whose pages are then released every ``budget`` bytes.
     """
 
     def __init__(
@@ -130,11 +188,6 @@ class CacheFile:
 
 def default_cache_dir(configured: str) -> Path:
     return Path(os.path.expandvars(os.path.expanduser(configured)))
-
-
-def decoded_bytes(num_images: int, image_size: tuple[int, int], color_mode: str) -> int:
-    channels = 3 if color_mode == "rgb" else 1
-    return num_images * image_size[0] * image_size[1] * channels
 
 
 def _memory_bytes() -> tuple[int, int]:
@@ -195,14 +248,14 @@ def _size(nbytes: float) -> str:
 # The disk cache
 
 
-def cache_key(paths: list[str], labels: np.ndarray, image_size, color_mode: str, interpolation: str) -> str:
+def cache_key(paths: list[str], labels: np.ndarray, spec: DecodeSpec) -> str:
     """Changes whenever a file is added, removed, reordered, rewritten or touched, or a setting changes."""
     digest = hashlib.sha256()
     settings = {
         "format": CACHE_FORMAT,
-        "image_size": list(image_size),
-        "color_mode": color_mode,
-        "interpolation": interpolation,
+        "image_size": list(spec.image_size),
+        "color_mode": spec.color_mode,
+        "interpolation": spec.interpolation,
         "resizer": resizer(),
     }
     digest.update(json.dumps(settings, sort_keys=True).encode())
@@ -256,15 +309,12 @@ def _read_exact(fd: int, nbytes: int, offset: int) -> bytes:
         return os.read(fd, nbytes)
 
 
-def _decode_into(
-    images_path: Path, paths: list[str], image_size, color_mode, interpolation, workers, label, progress
-):
+def _decode_into(images_path: Path, paths: list[str], spec: DecodeSpec, workers, label, progress):
     """Decode ``paths`` on threads into ``images_path``, the readable ones in order.
 
     Returns (indices kept, {index: reason} for skipped files).
     """
-    channels = 3 if color_mode == "rgb" else 1
-    shape = (len(paths), image_size[0], image_size[1], channels)
+    shape = (len(paths), *spec.image_size, spec.channels)
     row_bytes = int(np.prod(shape[1:]))
     # open_memmap writes the .npy header for the full count; each decoding thread then writes its
     # row at its place with pwrite, to the page cache without growing this process's memory.
@@ -277,9 +327,7 @@ def _decode_into(
         def store(index: int, image: np.ndarray) -> None:
             _write_all(fd, np.ascontiguousarray(image), offset + index * row_bytes)
 
-        kept, errors = store_all(
-            paths, image_size, color_mode, interpolation, workers, store, label, progress
-        )
+        kept, errors = store_all(paths, spec, workers, store, label, progress)
         if errors:  # close the gaps left by skipped files, then shrink the file and its header
             for new_index, old_index in enumerate(kept):
                 if new_index != old_index:
@@ -300,7 +348,7 @@ def _decode_into(
     return kept, errors
 
 
-def _open_cache(folder: Path) -> DecodedImages | None:
+def _open_cache(folder: Path) -> CachedImages | None:
     """The cache in ``folder``, or None when it is missing or damaged."""
     try:
         index = json.loads((folder / INDEX_FILE).read_text(encoding="utf-8"))
@@ -334,7 +382,7 @@ def _open_cache(folder: Path) -> DecodedImages | None:
             # A read-only view through the map: an ordinary array to every caller, read lazily.
             images = np.frombuffer(mapping, dtype=np.uint8, count=nbytes, offset=offset).reshape(shape)
             reader = CacheFile(images_path, offset, shape, images, mapping)
-        return DecodedImages(
+        return CachedImages(
             images=images,
             labels=labels,
             paths=list(index["paths"]),
@@ -357,19 +405,15 @@ def _remove_stale_builds(cache_dir: Path) -> None:
 
 def load_disk_cache(
     files: FileList,
-    image_size: tuple[int, int],
-    color_mode: str,
-    interpolation: str,
+    spec: DecodeSpec,
     cache_dir: Path,
     workers: int = 0,
     label: str = "images",
     log: Callable[[str], None] = print,
     progress: bool = True,
-) -> DecodedImages:
+) -> CachedImages:
     """The decoded images of ``files`` from the disk cache, building it first if needed."""
-    image_size = tuple(image_size)
-    key = cache_key(files.paths, files.labels, image_size, color_mode, interpolation)
-    folder = cache_dir / key
+    folder = cache_dir / cache_key(files.paths, files.labels, spec)
     if folder.is_dir():
         cached = _open_cache(folder)
         if cached is not None:
@@ -378,7 +422,20 @@ def load_disk_cache(
             return cached
         log(f"Cache {folder} is incomplete or damaged: rebuilding it.")
         shutil.rmtree(folder, ignore_errors=True)
+    start = time.perf_counter()
+    kept, errors = _build_cache(files, spec, folder, workers, label, progress)
+    skipped = f" ({len(errors)} skipped)" if errors else ""
+    log(f"Built cache {folder}: {len(kept):,} {label} in {time.perf_counter() - start:.1f} s{skipped}.")
+    cached = _open_cache(folder)
+    if cached is None:
+        raise ImgaiError(
+            f"the image cache just written to '{folder}' cannot be read back: remove it and try again"
+        )
+    return cached
 
+
+def _start_build(cache_dir: Path, key: str) -> Path:
+    """A fresh ``.building-*`` folder in ``cache_dir`` (stale ones from crashed runs removed)."""
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         _remove_stale_builds(cache_dir)
@@ -389,25 +446,23 @@ def load_disk_cache(
             f"cannot write the image cache in '{cache_dir}' ({exc.strerror}): "
             "set data.cache_dir=DIR to a writable folder, or data.cache=memory"
         ) from None
-    start = time.perf_counter()
+    return building
+
+
+def _build_cache(files: FileList, spec: DecodeSpec, folder: Path, workers, label: str, progress: bool):
+    """Decode ``files`` into a building folder, then rename it to ``folder`` once complete.
+    Returns (indices kept, {index: reason} for skipped files)."""
+    building = _start_build(folder.parent, folder.name)
     try:
         kept, errors = _decode_into(
-            building / IMAGES_FILE,
-            files.paths,
-            image_size,
-            color_mode,
-            interpolation,
-            workers,
-            f"caching {label}",
-            progress,
+            building / IMAGES_FILE, files.paths, spec, workers, f"caching {label}", progress
         )
-        channels = 3 if color_mode == "rgb" else 1
         index = {
             "format": CACHE_FORMAT,
             "source": files.source,
-            "image_shape": [image_size[0], image_size[1], channels],
-            "color_mode": color_mode,
-            "interpolation": interpolation,
+            "image_shape": [*spec.image_size, spec.channels],
+            "color_mode": spec.color_mode,
+            "interpolation": spec.interpolation,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "paths": [files.paths[i] for i in kept],
             "labels": np.asarray(files.labels)[kept].astype(int).tolist(),
@@ -423,21 +478,13 @@ def load_disk_cache(
     except OSError as exc:
         shutil.rmtree(building, ignore_errors=True)
         raise ImgaiError(
-            f"could not write the image cache in '{cache_dir}' ({exc.strerror or exc}): "
+            f"could not write the image cache in '{folder.parent}' ({exc.strerror or exc}): "
             "free some space, set data.cache_dir=DIR, or data.cache=memory"
         ) from None
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
-    seconds = time.perf_counter() - start
-    skipped = f" ({len(errors)} skipped)" if errors else ""
-    log(f"Built cache {folder}: {len(kept):,} {label} in {seconds:.1f} s{skipped}.")
-    cached = _open_cache(folder)
-    if cached is None:
-        raise ImgaiError(
-            f"the image cache just written to '{folder}' cannot be read back: remove it and try again"
-        )
-    return cached
+    return kept, errors
 
 
 # --------------------------------------------------------------------------------------------
@@ -451,35 +498,22 @@ def prepare_images(
     label: str = "images",
     log: Callable[[str], None] = print,
 ) -> DecodedImages | StreamedImages:
-    """``files`` ready for :func:`imgai.data.make_batches`, held where ``mode`` says."""
-    size = tuple(data_cfg.image_size)
+    """``files`` held where ``mode`` says: an image store that makes its own batches."""
+    spec = DecodeSpec.from_config(data_cfg)
     if mode == "none":
         return StreamedImages(
-            list(files.paths),
-            np.asarray(files.labels, dtype=np.int32),
-            size,
-            data_cfg.color_mode,
-            data_cfg.interpolation,
-            data_cfg.workers,
+            list(files.paths), np.asarray(files.labels, dtype=np.int32), spec, data_cfg.workers
         )
     if mode == "disk":
         return load_disk_cache(
-            files,
-            size,
-            data_cfg.color_mode,
-            data_cfg.interpolation,
-            default_cache_dir(data_cfg.cache_dir),
-            data_cfg.workers,
-            label,
-            log,
+            files, spec, default_cache_dir(data_cfg.cache_dir), data_cfg.workers, label, log
         )
     start = time.perf_counter()
-    decoded = load_images(
-        files, size, data_cfg.color_mode, data_cfg.interpolation, data_cfg.workers, f"decoding {label}"
-    )
+    decoded = load_images(files, spec, workers=data_cfg.workers, label=f"decoding {label}")
     skipped = f" ({len(decoded.skipped)} skipped)" if decoded.skipped else ""
+    height, width = spec.image_size
     log(
-        f"Decoded {len(decoded):,} {label} at {size[0]}x{size[1]} in {time.perf_counter() - start:.1f} s{skipped}."
+        f"Decoded {len(decoded):,} {label} at {height}x{width} in {time.perf_counter() - start:.1f} s{skipped}."
     )
     return decoded
 
@@ -487,7 +521,7 @@ def prepare_images(
 def prepare_splits(train: FileList, val: FileList | None, data_cfg, log: Callable[[str], None] = print):
     """Training and validation images, both held where ``data.cache`` (resolved once) says."""
     count = len(train) + (len(val) if val is not None else 0)
-    nbytes = decoded_bytes(count, tuple(data_cfg.image_size), data_cfg.color_mode)
+    nbytes = DecodeSpec.from_config(data_cfg).nbytes(count)
     mode, reason = choose_cache_mode(data_cfg.cache, nbytes, default_cache_dir(data_cfg.cache_dir))
     where = {
         "memory": "in memory",

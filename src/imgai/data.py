@@ -5,16 +5,19 @@ The stages are separate so that each can be replaced on its own::
     scan_folder()      folder -> FileList (paths, integer labels, class names)
     resolve_splits()   data config -> Splits(train, val, test)
     load_images()      FileList -> DecodedImages (uint8 array in memory + skipped files)
-    make_batches()     DecodedImages -> keras.utils.PyDataset of (uint8 images, one-hot labels)
+    DecodedImages.batches()  -> keras.utils.PyDataset of (uint8 images, one-hot labels)
 
-``imgai.cache`` chooses where the decoded images live (``data.cache``: memory, a memory-mapped
-file on disk reused across runs, or nowhere, decoding each batch while training).
+A :class:`DecodeSpec` (image size, colour mode, interpolation) says how files become pixels; it is
+the one value every stage passes on. ``imgai.cache`` chooses where the decoded images live
+(``data.cache``: memory, a memory-mapped file on disk reused across runs, or nowhere, decoding each
+batch while training). Each of those image stores makes its own batches (``.batches()``), through
+``read_rows``, so no caller asks which kind of store it holds.
 
 Decoding (simplejpeg for JPEGs, Pillow for the rest) and resizing (OpenCV) run in a thread pool and
 need neither TensorFlow nor Keras, so the same code serves every Keras backend. Images are decoded
 and resized once, before training; each epoch then only slices arrays. Augmentation belongs after
-``load_images`` (it must stay random every epoch); the
-disk cache stands in for ``load_images`` because it returns the same ``DecodedImages``.
+``load_images`` (it must stay random every epoch); the disk cache stands in for ``load_images``
+because it returns a ``DecodedImages`` too.
 
 Scanning and splitting follow ``keras.utils.image_dataset_from_directory`` exactly (sorted class
 folders, files walked recursively in sorted order, one global shuffle with
@@ -55,6 +58,18 @@ class DecodeSpec:
     @classmethod
     def from_config(cls, data_cfg) -> DecodeSpec:
         return cls(tuple(data_cfg.image_size), data_cfg.color_mode, data_cfg.interpolation)
+
+    @classmethod
+    def of(cls, spec, color_mode: str | None = None, interpolation: str | None = None) -> DecodeSpec:
+        """``spec`` itself, or one built from an image size and the loose settings beside it (the
+        form :func:`decode_image` and :func:`load_images` still take from older callers)."""
+        if isinstance(spec, DecodeSpec):
+            return spec
+        return cls(tuple(spec), color_mode or "rgb", interpolation or "bilinear")
+
+    def nbytes(self, count: int) -> int:
+        """Bytes of ``count`` decoded images."""
+        return count * self.image_size[0] * self.image_size[1] * self.channels
 
 
 SPLIT_FOLDER_NAMES = {
@@ -110,16 +125,37 @@ class Splits:
 
 @dataclass
 class DecodedImages:
-    """Decoded, resized images held as one uint8 array, with what could not be read."""
+    """Decoded, resized images held as one uint8 array, with what could not be read.
+
+    The in-memory image store; :class:`imgai.cache.CachedImages` (a disk cache) and
+    :class:`imgai.cache.StreamedImages` (nothing kept) answer the same ``read_rows`` and
+    ``batches``.
+    """
 
     images: np.ndarray  # (N, H, W, C) uint8, in RAM or a read-only view of a disk cache
     labels: np.ndarray  # (N,) int32; -1 where unknown (prediction inputs)
     paths: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
-    cache_file: object | None = None  # imgai.cache.CacheFile when ``images`` maps a disk cache
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def read_rows(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(uint8 pixels of rows ``indices``, a copy; the indices those rows are)."""
+        return self.images[indices], indices
+
+    def batches(
+        self, num_classes: int, batch_size: int, shuffle: bool = False, seed: int = 0, epoch: int = 0
+    ):
+        """A ``keras.utils.PyDataset`` of (uint8 pixels 0..255, float32 one-hot labels).
+        ``epoch``: epochs already done (a resumed run continues the shuffling order).
+
+        Pixels stay uint8: the model's input is float32, so Keras casts them inside the compiled
+        step, on the device, and a quarter of the bytes cross from the loader to the accelerator.
+        """
+        from imgai.batches import ImageBatches  # imports Keras
+
+        return ImageBatches(self, num_classes, batch_size, shuffle=shuffle, seed=seed, epoch=epoch)
 
 
 def _is_hidden(name: str) -> bool:
@@ -254,7 +290,7 @@ def resolve_splits(data_cfg, seed: int) -> Splits:
 # cv2 resize filters. Bilinear is OpenCV's INTER_LINEAR: half-pixel centres without antialiasing,
 # the same filter as Keras's Resizing layer (and tf.data's image_dataset_from_directory), so the
 # loader and the resize layer inside the saved model agree (a test holds them to one grey level).
-# It is ~6x faster than Pillow's antialiased bilinear (docs/performance.md, "Decoding").
+# It is several times faster than Pillow's antialiased bilinear (docs/performance.md, "Decoding").
 _CV2_FILTERS = {"bilinear": "INTER_LINEAR", "nearest": "INTER_NEAREST_EXACT", "bicubic": "INTER_CUBIC"}
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _cv2_state: dict = {}
@@ -289,8 +325,8 @@ def _resize(pixels: np.ndarray, height: int, width: int, interpolation: str) -> 
     if cv2 is not None:
         return cv2.resize(pixels, (width, height), interpolation=getattr(cv2, _CV2_FILTERS[interpolation]))
     # Without OpenCV: Pillow's resize would antialias, its affine transform samples like
-    # INTER_LINEAR (half-pixel centres, no antialiasing): within one grey level of it, measured on
-    # flowers. Nearest is identical; Pillow's bicubic kernel (a=-0.5) differs from OpenCV's more.
+    # INTER_LINEAR (half-pixel centres, no antialiasing): within one grey level of it. Nearest is
+    # identical; Pillow's bicubic kernel (a=-0.5) differs from OpenCV's more.
     from PIL import Image
 
     image = Image.fromarray(pixels)
@@ -323,7 +359,7 @@ def _decode_jpeg(data: bytes, height: int, width: int) -> np.ndarray | None:
     None when it declines the file; Pillow then decides (it reads some files that libjpeg-turbo's
     strict mode rejects, and words the errors for the files it cannot read).
 
-    Bit-identical to Pillow's decode of the same file, DCT scaling included, and ~1.3x faster.
+    Bit-identical to Pillow's decode of the same file, DCT scaling included, and faster.
     """
     try:
         import simplejpeg
@@ -348,7 +384,7 @@ def _decode_pillow(data: bytes, height: int, width: int) -> np.ndarray:
     with Image.open(io.BytesIO(data)) as img:
         img.seek(0)
         # JPEGs at least twice the target size are decoded at 1/2, 1/4 or 1/8 scale by libjpeg
-        # (never below the target), then resized as usual: 4x faster for a 12-megapixel photo.
+        # (never below the target), then resized as usual: a large photo decodes several times faster.
         img.draft(img.mode, (width, height))
         img.load()  # force a full decode here, so truncated files fail now, not later
         if img.mode in ("P", "LA", "RGBA", "PA"):
@@ -360,25 +396,26 @@ def _decode_pillow(data: bytes, height: int, width: int) -> np.ndarray:
 
 
 def decode_image(
-    path: str | Path, image_size: tuple[int, int], color_mode: str = "rgb", interpolation: str = "bilinear"
+    path: str | Path, spec: DecodeSpec | tuple[int, int], color_mode: str | None = None, interpolation=None
 ) -> np.ndarray:
-    """Read one image file into a (H, W, C) uint8 array at ``image_size``; raises on bad files.
+    """Read one image file into a (H, W, C) uint8 array as ``spec`` says; raises on bad files.
 
     JPEGs are decoded by simplejpeg, everything else (and any JPEG it declines) by Pillow; both
     use libjpeg-turbo and give identical pixels. Resizing is OpenCV's (``_CV2_FILTERS``), or
     Pillow's closest equivalent without OpenCV. This one function decodes for training,
     evaluation and prediction alike, so they never disagree.
     """
-    height, width = image_size
+    spec = DecodeSpec.of(spec, color_mode, interpolation)
+    height, width = spec.image_size
     with open(path, "rb") as fh:
         data = fh.read()
     rgb = _decode_jpeg(data, height, width) if data[:3] == _JPEG_MAGIC else None
     if rgb is None:
         rgb = _decode_pillow(data, height, width)
-    if color_mode != "rgb":
+    if spec.color_mode != "rgb":
         rgb = _to_gray(rgb)
     if rgb.shape[:2] != (height, width):
-        rgb = _resize(rgb, height, width, interpolation)
+        rgb = _resize(rgb, height, width, spec.interpolation)
     if rgb.ndim == 2:
         rgb = rgb[:, :, None]
     return np.ascontiguousarray(rgb)
@@ -416,21 +453,13 @@ class Progress:
         return time.perf_counter() - self.start
 
 
-def decode_files(
-    paths: list[str],
-    image_size,
-    color_mode: str,
-    interpolation: str,
-    workers: int = 0,
-    store=None,
-    block: int = 16,
-):
+def decode_files(paths: list[str], spec: DecodeSpec, workers: int = 0, store=None, block: int = 16):
     """Decode ``paths`` on a thread pool; yield ``(index, image, None)`` or ``(index, None, reason)``
     in input order. simplejpeg, Pillow and OpenCV release the GIL while decoding and resizing, so
     the threads use every core.
 
     Each task decodes a block of ``block`` consecutive files: with one task per file, hand-offs
-    between threads held the first fill to 0.90x on 2 cores (``scripts/bench_fill.py``). At most
+    between threads slowed the first fill (docs/performance.md, ``scripts/bench_fill.py``). At most
     two blocks per thread are in flight, so memory stays bounded whatever the caller does.
 
     With ``store``, each worker hands its image to ``store(index, image)`` itself and ``None`` is
@@ -444,7 +473,7 @@ def decode_files(
         results = []
         for index in range(start, min(start + block, len(paths))):
             try:
-                image = decode_image(paths[index], image_size, color_mode, interpolation)
+                image = decode_image(paths[index], spec)
             except Exception as exc:  # any unreadable file is skipped and reported, never fatal
                 results.append((index, None, describe_decode_error(exc)))
                 continue
@@ -469,23 +498,12 @@ def decode_files(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def store_all(
-    paths: list[str],
-    image_size,
-    color_mode: str,
-    interpolation: str,
-    workers: int,
-    store,
-    label: str,
-    progress: bool,
-):
+def store_all(paths: list[str], spec: DecodeSpec, workers: int, store, label: str, progress: bool):
     """Decode every file, each worker handing its rows to ``store`` (:func:`decode_files`), with a
     progress line. Returns (indices of the files kept, in order; {index: reason} for the skipped)."""
     errors: dict[int, str] = {}
     bar = Progress(label, len(paths), progress)
-    for index, _image, reason in decode_files(
-        paths, image_size, color_mode, interpolation, workers, store=store
-    ):
+    for index, _image, reason in decode_files(paths, spec, workers, store=store):
         if reason is not None:
             errors[index] = reason
         bar.update(index + 1)
@@ -498,8 +516,7 @@ def allocate_images(shape: tuple[int, ...]) -> np.ndarray:
 
     Large arrays are a plain anonymous memory map of 4 KB pages, which the threads fault in as
     they write. ``numpy.empty`` asks the kernel for transparent huge pages instead, and the
-    compaction that can take slowed the first fill of the flowers to 0.63x (3,413 against 5,457
-    images/s, medians of 5 fresh runs on this project's 2-core machine, ``scripts/bench_fill.py``).
+    compaction that can take slowed the first fill (docs/performance.md, ``scripts/bench_fill.py``).
     """
     import mmap
 
@@ -512,25 +529,28 @@ def allocate_images(shape: tuple[int, ...]) -> np.ndarray:
 
 def load_images(
     files: FileList | list[str],
-    image_size: tuple[int, int],
-    color_mode: str = "rgb",
-    interpolation: str = "bilinear",
+    spec: DecodeSpec | tuple[int, int],
+    color_mode: str | None = None,
+    interpolation: str | None = None,
     workers: int = 0,
     label: str = "decoding",
     progress: bool = True,
 ) -> DecodedImages:
-    """Decode and resize every file once, in parallel. Unreadable files are skipped, not fatal."""
+    """Decode and resize every file once, in parallel. Unreadable files are skipped, not fatal.
+
+    ``spec``: a :class:`DecodeSpec` (``color_mode`` and ``interpolation`` then stay unset), or an
+    image size with those two beside it."""
+    spec = DecodeSpec.of(spec, color_mode, interpolation)
     if isinstance(files, FileList):
         paths, labels = list(files.paths), files.labels
     else:
         paths, labels = [str(p) for p in files], np.full(len(files), -1, dtype=np.int32)
-    channels = 3 if color_mode == "rgb" else 1
-    out = allocate_images((len(paths), image_size[0], image_size[1], channels))
+    out = allocate_images((len(paths), *spec.image_size, spec.channels))
 
     def store(index: int, image: np.ndarray) -> None:
         out[index] = image
 
-    kept, errors = store_all(paths, image_size, color_mode, interpolation, workers, store, label, progress)
+    kept, errors = store_all(paths, spec, workers, store, label, progress)
     keep = np.asarray(kept, dtype=np.int64)
     images = out if not errors else out[keep]
     return DecodedImages(
@@ -546,31 +566,3 @@ def write_skipped(path: str | Path, skipped: list[tuple[str, str]]) -> None:
     from imgai.runs import atomic_write_text
 
     atomic_write_text(path, "".join(f"{p}\t{reason}\n" for p, reason in skipped))
-
-
-def make_batches(
-    decoded, num_classes: int, batch_size: int, shuffle: bool = False, seed: int = 0, epoch: int = 0
-):
-    """A ``keras.utils.PyDataset`` of (uint8 pixels 0..255, float32 one-hot labels).
-    ``epoch``: epochs already done (a resumed run continues the shuffling order).
-
-    Pixels stay uint8: the model's input is float32, so Keras casts them inside the compiled
-    step, on the device, and a quarter of the bytes cross from the loader to the accelerator.
-    ``decoded`` is :class:`DecodedImages`, or :class:`imgai.cache.StreamedImages` to decode each
-    batch from its files while training.
-    """
-    from imgai.batches import ArrayBatches, StreamingBatches
-    from imgai.cache import StreamedImages
-
-    if isinstance(decoded, StreamedImages):
-        return StreamingBatches(decoded, num_classes, batch_size, shuffle=shuffle, seed=seed, epoch=epoch)
-    return ArrayBatches(
-        decoded.images,
-        decoded.labels,
-        num_classes,
-        batch_size,
-        shuffle=shuffle,
-        seed=seed,
-        epoch=epoch,
-        cache_file=decoded.cache_file,
-    )

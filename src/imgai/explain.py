@@ -14,8 +14,9 @@ It works on any model in the registry without knowing its layers by name:
   recorded, and scores the class on the logits (the softmax is bypassed, so a confident
   prediction does not give vanishing gradients).
 
-The gradient itself is the only backend-specific step (:data:`_GRADIENT_BACKENDS`); TensorFlow is
-supported, other backends get a one-line error.
+The gradient itself is the only backend-specific step, in
+:func:`imgai.backend.activation_gradients`: TensorFlow and JAX are supported, PyTorch gets a
+one-line error.
 """
 
 from __future__ import annotations
@@ -164,32 +165,28 @@ def _unwrap(out):
     return out[0] if isinstance(out, (list, tuple)) else out
 
 
-def _gradients_tensorflow(model, images: np.ndarray, class_indices: np.ndarray | None, path: tuple):
-    """(activations, gradients, probabilities) for a batch, with tf.GradientTape."""
-    import tensorflow as tf
+def _scorer(model, path: tuple, class_indices: np.ndarray | None):
+    """``forward(x, hook) -> (score, activation, probabilities)`` for
+    :func:`imgai.backend.activation_gradients`: the summed logit of each image's class (given, or
+    the predicted one), with ``hook`` applied to the activation of ``path[-1]``."""
+    import keras
 
     logit_layer = _logit_layer(model)
-    x = tf.convert_to_tensor(images, dtype=tf.float32)
-    with tf.GradientTape() as tape:
-        record = {"hook": lambda a: (tape.watch(a), a)[1]}
+    ops = keras.ops
+
+    def forward(x, hook):
+        record = {"hook": hook}
         logits = _unwrap(_run_graph(model, x, path, record, logit_layer))
-        probabilities = tf.nn.softmax(logits, axis=-1) if logit_layer is not None else logits
+        probabilities = ops.softmax(logits, axis=-1) if logit_layer is not None else logits
         chosen = (
-            tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+            ops.argmax(probabilities, axis=-1)
             if class_indices is None
-            else tf.constant(class_indices, tf.int32)
+            else ops.convert_to_tensor(class_indices, dtype="int32")
         )
-        score = tf.reduce_sum(tf.gather(logits, chosen, axis=1, batch_dims=1))
-    activation = record["activation"]
-    gradients = tape.gradient(score, activation)
-    if gradients is None:
-        raise ImgaiError(
-            f"the class score does not depend on layer '{path[-1].name}': pass `layer` with another layer"
-        )
-    return activation.numpy(), gradients.numpy(), probabilities.numpy()
+        score = ops.sum(ops.take_along_axis(logits, ops.expand_dims(ops.cast(chosen, "int32"), 1), axis=1))
+        return score, record["activation"], probabilities
 
-
-_GRADIENT_BACKENDS = {"tensorflow": _gradients_tensorflow}
+    return forward
 
 
 @dataclass
@@ -205,15 +202,8 @@ def grad_cam(model, images: np.ndarray, class_indices=None, layer: str | None = 
     """Grad-CAM for a batch of images (N, H, W, C) with pixel values 0..255, at the model's image
     size (as :func:`imgai.data.decode_image` gives them). ``class_indices``: one per image, or
     None for each image's predicted class."""
-    import keras
+    from imgai.backend import activation_gradients
 
-    backend = keras.backend.backend()
-    compute = _GRADIENT_BACKENDS.get(backend)
-    if compute is None:
-        raise ImgaiError(
-            "imgai explain needs the TensorFlow backend for now (KERAS_BACKEND "
-            f"is '{backend}'): run it with KERAS_BACKEND=tensorflow"
-        )
     images = np.asarray(images, dtype=np.float32)
     path = find_target_layer(model, layer)
     indices = (
@@ -221,7 +211,11 @@ def grad_cam(model, images: np.ndarray, class_indices=None, layer: str | None = 
         if class_indices is None
         else np.broadcast_to(np.asarray(class_indices, dtype=np.int32), (len(images),))
     )
-    activation, gradients, probabilities = compute(model, images, indices, path)
+    activation, gradients, probabilities = activation_gradients(_scorer(model, path, indices), images)
+    if gradients is None:
+        raise ImgaiError(
+            f"the class score does not depend on layer '{path[-1].name}': pass `layer` with another layer"
+        )
     weights = gradients.mean(axis=(1, 2), keepdims=True)  # one weight per channel
     cams = np.maximum((activation * weights).sum(axis=-1), 0.0)
     peak = cams.max(axis=(1, 2), keepdims=True)
@@ -396,7 +390,7 @@ def explain_file(
     if class_name is not None and class_name not in class_names:
         raise ImgaiError(f"unknown class '{class_name}': the model's classes are {', '.join(class_names)}")
     try:
-        pixels = decode_image(image_path, spec.image_size, spec.color_mode, spec.interpolation)
+        pixels = decode_image(image_path, spec)
         with Image.open(image_path) as original:
             original = original.convert("RGB")
             original.thumbnail((max_side, max_side))

@@ -22,7 +22,6 @@ image size, colour mode), which ``keras.saving.load_model`` ignores.
 from __future__ import annotations
 
 import contextlib
-import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -229,34 +228,21 @@ def _caffe_preprocess(x, channels: int):
 @contextlib.contextmanager
 def _explain_download_failure(app_name: str):
     """Turn a failed ImageNet-weights download into one line naming the file and where it goes."""
-    from keras.src.utils import file_utils  # the applications call file_utils.get_file
+    from imgai.backend import keras_cache_dir, recording_downloads
 
-    real_get_file = file_utils.get_file
     asked: dict = {}
-
-    def recording_get_file(fname=None, origin=None, *args, **kwargs):
-        asked.update(fname=fname, origin=origin, cache_subdir=kwargs.get("cache_subdir", "datasets"))
-        return real_get_file(fname, origin, *args, **kwargs)
-
-    file_utils.get_file = recording_get_file
     try:
-        yield
+        with recording_downloads(asked):
+            yield
     except Exception as exc:
         if not asked:
             raise
-        from keras.src.backend.config import keras_home
-
-        home = os.path.expanduser(keras_home())
-        if not os.access(home, os.W_OK):
-            home = os.path.join("/tmp", ".keras")  # where get_file falls back to, as it does
-        target = Path(home) / asked["cache_subdir"] / asked["fname"]
+        target = Path(keras_cache_dir()) / asked["cache_subdir"] / asked["fname"]
         reason = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:160]
         raise ImgaiError(
             f"could not get the ImageNet weights of {app_name} ({reason}): download {asked['origin']} "
             f"and place it at {target}, or set model.weights=PATH_TO_FILE or model.weights=null"
         ) from None
-    finally:
-        file_utils.get_file = real_get_file
 
 
 def _load_backbone_weights(

@@ -113,10 +113,7 @@ def iter_predictions(
             if isinstance(files, FileList)
             else files[start : start + chunk]
         )
-        spec = info.decode_spec
-        return load_images(
-            part, spec.image_size, spec.color_mode, spec.interpolation, workers, progress=False
-        )
+        return load_images(part, info.decode_spec, workers=workers, progress=False)
 
     bar = Progress(label, total, progress)
     done = 0

@@ -95,9 +95,7 @@ def _import_keras():
     with _stderr_parked():
         import keras
 
-        # TensorFlow initialises its runtime lazily; touching it here keeps those lines parked too.
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
+        from imgai.backend import start_runtime
 
-            tf.constant(0)
+        start_runtime()  # a lazily started runtime's lines are parked too
     return keras

@@ -193,7 +193,7 @@ def write_report(
         images, captions = [], []
         for i in wrong:
             try:
-                images.append(decode_image(paths[i], spec.image_size, spec.color_mode, spec.interpolation))
+                images.append(decode_image(paths[i], spec))
             except Exception:  # the file changed since it was scored: leave it out of the picture
                 continue
             p = probabilities[i]

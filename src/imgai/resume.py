@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from imgai.backend import global_seed_generator
 from imgai.errors import ImgaiError
 from imgai.runs import BEST_MODEL, CONFIG_FILE, LAST_MODEL, atomic_path, atomic_write_text, default_runs_dir
 
@@ -171,7 +172,7 @@ def capture_rng(model) -> dict[str, Any]:
             keras.ops.convert_to_numpy(v.value).tolist() for v in _seed_generator_variables(model)
         ],
     }
-    generator = _global_seed_generator()
+    generator = global_seed_generator()
     if generator is not None:
         state["keras_global"] = keras.ops.convert_to_numpy(generator.state.value).tolist()
     return state
@@ -190,17 +191,5 @@ def restore_rng(model, state: dict[str, Any]) -> None:
         for variable, value in zip(variables, saved):
             variable.assign(np.asarray(value, dtype=variable.dtype))
     if "keras_global" in state:
-        from keras.src.random.seed_generator import global_seed_generator
-
-        generator = global_seed_generator()
+        generator = global_seed_generator(create=True)
         generator.state.assign(np.asarray(state["keras_global"], dtype=generator.state.dtype))
-
-
-def _global_seed_generator():
-    # Keras keeps it in its global state; private, so tolerate its absence.
-    try:
-        from keras.src.backend.common import global_state
-
-        return global_state.get_global_attribute("global_seed_generator")
-    except Exception:  # pragma: no cover - depends on Keras internals
-        return None

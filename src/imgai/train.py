@@ -21,7 +21,7 @@ from typing import Any
 
 from imgai import __version__
 from imgai.config import Config, dump_config, load_config
-from imgai.data import DecodedImages, Splits, make_batches, resolve_splits, write_skipped
+from imgai.data import DecodeSpec, Splits, resolve_splits, write_skipped
 from imgai.errors import ImgaiError
 from imgai.modelfile import ModelInfo
 from imgai.runs import (
@@ -93,13 +93,20 @@ def model_metadata(config: Config, class_names: list[str]) -> ModelInfo:
     )
 
 
-def _decode_splits(
-    splits: Splits, config: Config, log: Callable[[str], None]
-) -> tuple[DecodedImages, DecodedImages | None, list]:
+def _decode_splits(splits: Splits, config: Config, run_dir: Path, log: Callable[[str], None]):
+    """(training images, validation images or None, skipped files): image stores held where
+    ``data.cache`` says, the unreadable files listed in the run folder."""
     from imgai.cache import prepare_splits
 
-    train, val = prepare_splits(splits.train, splits.val, config.data, log)  # where data.cache says
+    train, val = prepare_splits(splits.train, splits.val, config.data, log)
     skipped = train.skipped + (val.skipped if val is not None else [])
+    if skipped:
+        write_skipped(run_dir / SKIPPED_FILE, skipped)
+        log(f"Skipped {len(skipped)} unreadable file(s); listed in {run_dir / SKIPPED_FILE}")
+    if len(train) == 0:
+        raise ImgaiError(
+            f"none of the {len(splits.train)} training images could be read: see {run_dir / SKIPPED_FILE}"
+        )
     return train, val, skipped
 
 
@@ -111,9 +118,8 @@ def _make_learning_rate_control(train_cfg, steps_per_epoch: int, state, batches)
     tells the training batches which epoch's order to serve, and logs the rate per epoch."""
     import keras
 
+    from imgai.backend import sync_before_mid_epoch_change
     from imgai.optim import learning_rate_at
-
-    jax_backend = keras.backend.backend() == "jax"
 
     class LearningRateControl(keras.callbacks.Callback):
         def __init__(self):
@@ -139,16 +145,14 @@ def _make_learning_rate_control(train_cfg, steps_per_epoch: int, state, batches)
         def _apply(self, lr: float, mid_epoch: bool) -> None:
             if lr == self.current:
                 return
-            if mid_epoch and jax_backend:
-                # JAX trains on a copy of the variables and writes it back at the epoch's end;
-                # write it back now so that the next step reads the new rate.
-                self.model.jax_state_sync()
+            if mid_epoch:
+                sync_before_mid_epoch_change(self.model)  # so that the next step reads the new rate
             self.model.optimizer.learning_rate = lr
             self.current = lr
 
         def on_epoch_begin(self, epoch, logs=None):
             self._epoch = epoch
-            batches.set_epoch(epoch)  # before Keras opens this epoch's iterator
+            batches.set_epoch(epoch)  # the one writer of the batches' epoch, before Keras iterates
             self._apply(self.rate(epoch, 0), mid_epoch=False)
 
         def on_train_batch_begin(self, batch, logs=None):
@@ -251,25 +255,15 @@ def _seed_everything(config: Config, log: Callable[[str], None]) -> None:
     backend's kernels deterministic."""
     import keras
 
+    from imgai import backend
+
     keras.utils.set_random_seed(config.seed)
     if not config.deterministic:
         return
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
-    elif backend == "torch":
-        import os
-
-        import torch
-
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS' requirement for determinism
-        torch.use_deterministic_algorithms(True)
-    elif backend == "jax":
-        # XLA on CPU is deterministic; its GPU flag is read once, when JAX starts, so it cannot be set here.
-        log("Note: on a GPU, JAX needs XLA_FLAGS=--xla_gpu_deterministic_ops=true set before imgai starts.")
-    log(f"Deterministic mode: seed {config.seed}, deterministic {backend} ops.")
+    note = backend.make_deterministic()
+    if note:
+        log(note)
+    log(f"Deterministic mode: seed {config.seed}, deterministic {backend.name()} ops.")
 
 
 def _stages(config: Config) -> list[tuple[str, int, int]]:
@@ -322,9 +316,15 @@ def check_tensorboard(config: Config) -> None:
 
 
 def train(
-    config: Config, name: str | None = None, log: Callable[[str], None] = print, callbacks: list | None = None
+    config: Config,
+    name: str | None = None,
+    log: Callable[[str], None] = print,
+    callbacks: list | None = None,
 ) -> TrainResult:
-    """Train ``config`` into a new run folder and return where the best model is."""
+    """Train ``config`` into a new run folder and return where the best model is.
+
+    ``callbacks``: Keras callbacks passed to ``model.fit`` after imgai's own (which write the
+    checkpoints and history), e.g. for MLflow or custom logging."""
     check_tensorboard(config)
     splits = resolve_splits(config.data, config.seed)  # fail on data problems before creating anything
     run_dir = create_run_dir(config.output.dir, name or config.output.name)
@@ -351,7 +351,7 @@ def resume(
     """Continue ``run`` from its last completed epoch, exactly where it stopped.
 
     ``overrides`` may only change :data:`imgai.resume.RESUMABLE_KEYS`; ``train.epochs=N``
-    extends a finished run.
+    extends a finished run. ``callbacks``: as for :func:`train`.
     """
     from imgai.resume import (
         TrainState,
@@ -411,18 +411,8 @@ def resume(
     return _fit(config, splits, run_dir, state if state.epoch > 0 else None, log, callbacks)
 
 
-def _fit(
-    config: Config,
-    splits: Splits,
-    run_dir: Path,
-    state,
-    log: Callable[[str], None],
-    user_callbacks: list | None = None,
-) -> TrainResult:
-    """Decode, build, (re)load, train the remaining stages. ``state`` None = from epoch 1."""
-    from imgai.resume import TrainState, restore_rng
-
-    class_names = splits.class_names
+def _monitor(config: Config, splits: Splits, log: Callable[[str], None]) -> tuple[str, str]:
+    """(the metric best.keras, early stopping and plateaus follow; "min" or "max")."""
     train_cfg = config.train
     monitor = train_cfg.monitor
     if monitor.startswith("val_") and splits.val is None:
@@ -431,84 +421,98 @@ def _fit(
             f"and plateaus use training {monitor[4:]} instead of {monitor}."
         )
         monitor = monitor[4:]
-    mode = (
-        train_cfg.monitor_mode
-        if train_cfg.monitor_mode != "auto"
-        else ("min" if monitor.endswith("loss") else "max")
-    )
-    log(f"Found {len(class_names)} classes:")
-    log(describe_splits(splits))
+    if train_cfg.monitor_mode != "auto":
+        return monitor, train_cfg.monitor_mode
+    return monitor, "min" if monitor.endswith("loss") else "max"
 
-    train_images, val_images, skipped = _decode_splits(splits, config, log)
-    if skipped:
-        write_skipped(run_dir / SKIPPED_FILE, skipped)
-        log(f"Skipped {len(skipped)} unreadable file(s); listed in {run_dir / SKIPPED_FILE}")
-    if len(train_images) == 0:
-        raise ImgaiError(
-            f"none of the {len(splits.train)} training images could be read: see {run_dir / SKIPPED_FILE}"
-        )
 
+def _metrics(config: Config, num_classes: int) -> list:
     import keras
 
-    from imgai.augment import augment_batches, describe
-    from imgai.models import backbone_layers, create_model, estimate_flops, precision_policy
-    from imgai.optim import class_weights, describe_class_weights, describe_optimization
+    metrics: list = ["accuracy"]
+    if num_classes > 5:
+        k = min(config.train.top_k, num_classes - 1)
+        metrics.append(keras.metrics.TopKCategoricalAccuracy(k=k, name=f"top{k}_accuracy"))
+    return metrics
 
-    resuming = state is not None
-    state = state or TrainState()
-    _seed_everything(config, log)
-    channels = 3 if config.data.color_mode == "rgb" else 1
-    with precision_policy(train_cfg.precision):
+
+def _build_model(config: Config, class_names: list[str]):
+    """The model for ``config``, checked against the stages it will train."""
+    from imgai.models import backbone_layers, create_model, precision_policy
+
+    spec = DecodeSpec.from_config(config.data)
+    with precision_policy(config.train.precision):
         model = create_model(
-            config.model, config.data.image_size, channels, len(class_names), config.data.interpolation
+            config.model, spec.image_size, spec.channels, len(class_names), spec.interpolation
         )
-    stages = [s for s in _stages(config) if s[2] > state.epoch]
-    if train_cfg.fine_tune_after is not None and not backbone_layers(model):
+    if config.train.fine_tune_after is not None and not backbone_layers(model):
         raise ImgaiError(
             f"train.fine_tune_after is set but model '{config.model.name}' has no pretrained backbone to unfreeze: "
             "choose a backbone model or leave train.fine_tune_after empty"
         )
-    metrics: list = ["accuracy"]
-    if len(class_names) > 5:
-        k = min(train_cfg.top_k, len(class_names) - 1)
-        metrics.append(keras.metrics.TopKCategoricalAccuracy(k=k, name=f"top{k}_accuracy"))
+    return model
 
-    # Compile for the stage the checkpoint was written in (its optimizer's variables must match),
-    # or for the first stage of a new run; the loop below switches stage when needed.
-    compiled_stage = state.stage if resuming else stages[0][0]
-    if compiled_stage == "fine_tune":
+
+def _compile_and_restore(
+    model, config: Config, stage: str, metrics: list, run_dir: Path, state, log
+) -> float:
+    """Compile for ``stage`` (the checkpoint's stage when resuming: its optimizer's variables must
+    match), then load the checkpoint's weights, optimizer and random state if ``state`` is given.
+    Returns the stage's peak learning rate."""
+    from imgai.models import estimate_flops
+    from imgai.optim import describe_optimization
+    from imgai.resume import restore_rng
+
+    if stage == "fine_tune":
         _unfreeze(model, config, log)
-    peak = _compile(model, config, compiled_stage, metrics)
-    if resuming:
+    peak = _compile(model, config, stage, metrics)
+    if state is not None:
         # Weights and optimizer state (moments, step counter = the schedule's position).
         model.optimizer.build(model.trainable_variables)
         model.load_weights(run_dir / LAST_MODEL)
         restore_rng(model, state.rng)
     log(
         f"Model '{config.model.name}': {model.count_params():,} parameters, "
-        f"{estimate_flops(model) / 1e6:,.0f} MFLOPs per image, precision {train_cfg.precision}."
+        f"{estimate_flops(model) / 1e6:,.0f} MFLOPs per image, precision {config.train.precision}."
     )
-    log(f"Optimizer: {describe_optimization(train_cfg, peak)}.")
+    log(f"Optimizer: {describe_optimization(config.train, peak)}.")
+    return peak
 
-    weights = class_weights(train_cfg.class_weight, train_images.labels, class_names)
+
+def _class_weights(config: Config, train_images, class_names: list[str], log: Callable[[str], None]):
+    from imgai.optim import class_weights, describe_class_weights
+
+    weights = class_weights(config.train.class_weight, train_images.labels, class_names)
     if weights is not None:
-        log(f"Class weights ({'balanced' if train_cfg.class_weight == 'balanced' else 'given'}):")
+        log(f"Class weights ({'balanced' if config.train.class_weight == 'balanced' else 'given'}):")
         log(describe_class_weights(weights, train_images.labels, class_names))
+    return weights
 
-    num_classes = len(class_names)
+
+def _batches(config: Config, train_images, val_images, num_classes: int, epoch: int, log):
+    """(training batches, augmented and at ``epoch``; validation batches or None)."""
+    from imgai.augment import augment_batches, describe
+
     batch = config.data.batch_size
-    train_batches = make_batches(
-        train_images, num_classes, batch, shuffle=config.data.shuffle, seed=config.seed, epoch=state.epoch
+    train_batches = train_images.batches(
+        num_classes, batch, shuffle=config.data.shuffle, seed=config.seed, epoch=epoch
     )
     # Augmentation is its own compiled step on each training batch, never part of the model.
     train_batches = augment_batches(
-        train_batches, config.augment, config.data.image_size, channels, config.seed, epoch=state.epoch
+        train_batches, config.augment, DecodeSpec.from_config(config.data), config.seed
     )
     log(f"Augmentation: {describe(config.augment)}.")
     val_batches = (
-        make_batches(val_images, num_classes, batch) if val_images is not None and len(val_images) else None
+        val_images.batches(num_classes, batch) if val_images is not None and len(val_images) else None
     )
-    lr_control = _make_learning_rate_control(train_cfg, len(train_batches), state, train_batches)
+    return train_batches, val_batches
+
+
+def _callbacks(config, run_dir, monitor, mode, class_names, state, lr_control, user_callbacks, log) -> list:
+    """imgai's callbacks (learning rate, history.csv, checkpoints, TensorBoard), then the caller's."""
+    import keras
+
+    train_cfg = config.train
     callbacks = [
         lr_control,
         _make_history_writer(run_dir / HISTORY_FILE),
@@ -519,39 +523,42 @@ def _fit(
     if train_cfg.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
         log(f"TensorBoard logs: tensorboard --logdir {run_dir / 'tensorboard'}")
-
     if train_cfg.early_stopping_patience:
         log(
             f"Early stopping: after {train_cfg.early_stopping_patience} epoch(s) without {monitor} improving by more "
             f"than {train_cfg.early_stopping_min_delta:g}."
         )
-    log(f"Training for {train_cfg.epochs} epoch(s) on {len(train_images)} images, batch size {batch}.")
-    start = time.perf_counter()
-    try:
-        for stage, first, end in stages:
-            if stage != compiled_stage:  # entering the fine-tune stage: fresh optimizer at a lower rate
-                _unfreeze(model, config, log)
-                peak = _compile(model, config, stage, metrics)
-                compiled_stage = stage
-                log(f"Fine-tune stage from epoch {first + 1}: {describe_optimization(train_cfg, peak)}.")
-            state.stage = stage
-            lr_control.configure(first, end - first, peak)
-            model.fit(
-                train_batches,
-                validation_data=val_batches,
-                initial_epoch=max(first, state.epoch),
-                epochs=end,
-                callbacks=callbacks + list(user_callbacks or []),
-                class_weight=weights,
-                verbose=1 if sys.stdout.isatty() or "ipykernel" in sys.modules else 2,  # live bar in Jupyter
-            )
-            if state.stopped_early:
-                break
-    except KeyboardInterrupt:
-        log(f"\nInterrupted with {state.epoch} epoch(s) saved. Continue with: imgai train --resume {run_dir}")
-        raise
-    seconds = time.perf_counter() - start
+    return callbacks + list(user_callbacks or [])
 
+
+def _run_stages(
+    model, config, stages, compiled_stage, peak, metrics, state, lr_control, fit_args, log
+) -> None:
+    """``model.fit`` for each remaining stage, switching to the fine-tune stage when it comes."""
+    from imgai.optim import describe_optimization
+
+    for stage, first, end in stages:
+        if stage != compiled_stage:  # entering the fine-tune stage: fresh optimizer at a lower rate
+            _unfreeze(model, config, log)
+            peak = _compile(model, config, stage, metrics)
+            compiled_stage = stage
+            log(f"Fine-tune stage from epoch {first + 1}: {describe_optimization(config.train, peak)}.")
+        state.stage = stage
+        lr_control.configure(first, end - first, peak)
+        model.fit(
+            initial_epoch=max(first, state.epoch),
+            epochs=end,
+            verbose=1 if sys.stdout.isatty() or "ipykernel" in sys.modules else 2,  # live bar in Jupyter
+            **fit_args,
+        )
+        if state.stopped_early:
+            break
+
+
+def _finish(model, config, run_dir, state, monitor, seconds, train_images, val_images, skipped, log):
+    """Restore the best weights after early stopping, list files found unreadable while training,
+    and say where the best model is."""
+    train_cfg = config.train
     if state.stopped_early:
         log(
             f"Early stopping at epoch {state.epoch}: {monitor} did not improve by more than "
@@ -581,3 +588,60 @@ def _fit(
         f"{monitor} {result.best_value:.4f}. Best model: {result.best_model}"
     )
     return result
+
+
+def _fit(
+    config: Config,
+    splits: Splits,
+    run_dir: Path,
+    state,
+    log: Callable[[str], None],
+    user_callbacks: list | None = None,
+) -> TrainResult:
+    """Decode, build, (re)load, train the remaining stages. ``state`` None = from epoch 1."""
+    from imgai.resume import TrainState
+
+    class_names = splits.class_names
+    monitor, mode = _monitor(config, splits, log)
+    log(f"Found {len(class_names)} classes:")
+    log(describe_splits(splits))
+    train_images, val_images, skipped = _decode_splits(splits, config, run_dir, log)
+
+    resuming = state is not None
+    state = state or TrainState()
+    _seed_everything(config, log)
+    stages = [s for s in _stages(config) if s[2] > state.epoch]
+    model = _build_model(config, class_names)
+    metrics = _metrics(config, len(class_names))
+    # The loop in _run_stages switches stage when needed.
+    compiled_stage = state.stage if resuming else stages[0][0]
+    peak = _compile_and_restore(
+        model, config, compiled_stage, metrics, run_dir, state if resuming else None, log
+    )
+    weights = _class_weights(config, train_images, class_names, log)
+
+    train_batches, val_batches = _batches(
+        config, train_images, val_images, len(class_names), state.epoch, log
+    )
+    lr_control = _make_learning_rate_control(config.train, len(train_batches), state, train_batches)
+    callbacks = _callbacks(
+        config, run_dir, monitor, mode, class_names, state, lr_control, user_callbacks, log
+    )
+    log(
+        f"Training for {config.train.epochs} epoch(s) on {len(train_images)} images, "
+        f"batch size {config.data.batch_size}."
+    )
+    fit_args = {
+        "x": train_batches,
+        "validation_data": val_batches,
+        "callbacks": callbacks,
+        "class_weight": weights,
+    }
+    start = time.perf_counter()
+    try:
+        _run_stages(model, config, stages, compiled_stage, peak, metrics, state, lr_control, fit_args, log)
+    except KeyboardInterrupt:
+        log(f"\nInterrupted with {state.epoch} epoch(s) saved. Continue with: imgai train --resume {run_dir}")
+        raise
+    seconds = time.perf_counter() - start
+    return _finish(model, config, run_dir, state, monitor, seconds, train_images, val_images, skipped, log)
