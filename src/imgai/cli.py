@@ -620,6 +620,83 @@ def data_preview(configs: tuple[str, ...], output: str, count: int, overrides: t
     preview(config, output, count=count, log=_echo)
 
 
+@data.command("check", context_settings=CONTEXT)
+@click.argument("args", nargs=-1, metavar="[DIR] [KEY=VALUE]...")
+@click.option(
+    "-c",
+    "--config",
+    "configs",
+    multiple=True,
+    metavar="FILE",
+    help="YAML config file whose data: section says what to check (as training would read it).",
+)
+@click.option(
+    "-o",
+    "--output-dir",
+    default=None,
+    metavar="DIR",
+    help="New or empty folder for the report (default: checks/checkN, never overwritten).",
+)
+@click.option(
+    "--fail-on",
+    default=None,
+    metavar="KINDS",
+    help="Exit 1 if any of these comma-separated kinds is found: corrupt, ignored, empty-class, "
+    "missing-class, outliers, duplicates, conflicts, leakage, label-issues.",
+)
+@click.option(
+    "--label-issues",
+    is_flag=True,
+    help="Also find likely label errors: K-fold cross-validated training with the config, ranked by cleanlab.",
+)
+@click.option(
+    "--folds", default=5, show_default=True, type=click.IntRange(min=2), help="K of --label-issues."
+)
+@click.option(
+    "--epochs",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Epochs per fold for --label-issues (default: train.epochs).",
+)
+@_handle_errors
+def data_check(args, configs, output_dir, fail_on, label_issues, folds, epochs) -> None:
+    """Find what would silently spoil training: unreadable and ignored files, empty classes,
+    outliers, exact and near duplicates, label conflicts, leakage between splits.
+
+    \b
+    DIR is a data folder (one sub-folder per class, or train/ val/ test/), or use -c CONFIG:
+      imgai data check ~/flower_photos data.validation_split=0.2
+      imgai data check -c configs/flowers.yaml --fail-on leakage,conflicts,corrupt
+      imgai data check ~/flower_photos --label-issues --folds 5 --epochs 3
+    \b
+    Writes check.json, duplicates.csv and PNG galleries into the report folder. With --fail-on:
+    one PASSED/FAILED line per kind; exit 1 if any is found, 2 for a usage error.
+    """
+    from imgai.check import format_summary, gate, parse_fail_on, run_check
+    from imgai.config import load_config
+
+    folders = [a for a in args if "=" not in a]
+    overrides = [a for a in args if "=" in a]
+    if len(folders) > 1:
+        raise ImgaiError(f"data check takes one data folder, got {len(folders)}: {' '.join(folders)}")
+    if folders:
+        overrides.insert(0, f"data.root={folders[0]}")
+    if not folders and not configs and not any(o.startswith("data.") for o in overrides):
+        raise ImgaiError("no data to check: pass a data folder (imgai data check DIR) or -c CONFIG")
+    kinds = parse_fail_on(fail_on)
+    if "label-issues" in kinds and not label_issues:
+        raise ImgaiError("--fail-on label-issues needs --label-issues")
+    config = load_config(configs, overrides)
+    options = {"folds": folds, "epochs": epochs} if label_issues else None
+    report = run_check(config, output_dir, log=_echo, label_issues=options)
+    click.echo(format_summary(report))
+    if kinds:
+        passed, text = gate(report, kinds)
+        click.echo(text)
+        if not passed:
+            sys.exit(1)
+
+
 def main() -> None:
     cli(prog_name="imgai")
 

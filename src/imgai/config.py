@@ -73,6 +73,38 @@ class DataConfig(_Section):
     cache_dir: str = Field(
         "~/.cache/imgai", description="Folder of the disk cache (data.cache=disk); safe to delete."
     )
+    split_groups: Literal["none", "near_duplicates"] = Field(
+        "none",
+        description="With data.validation_split: near_duplicates keeps each group of exact or near "
+        "duplicate images in one split (costs one extra decode of the training folder); none splits "
+        "file by file, as keras.utils.image_dataset_from_directory.",
+    )
+    group_pattern: str | None = Field(
+        None,
+        description="With data.validation_split: a regular expression searched in each file's path "
+        "relative to the training folder; files with the same match (its first group if it has one, "
+        "e.g. '(patient\\d+)_') stay in one split.",
+    )
+    near_duplicate_distance: int = Field(
+        8,
+        ge=0,
+        le=32,
+        description="Two images are near duplicates when their 64-bit perceptual hashes differ in at "
+        "most this many bits (imgai data check, data.split_groups=near_duplicates). 8 finds re-encoded, "
+        "resized, brightened and 2 %-per-side cropped copies; at 10 distinct flower photos start to match.",
+    )
+
+    @field_validator("group_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        import re
+
+        if value:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression ({exc})") from None
+        return value or None
 
     @field_validator("image_size", mode="before")
     @classmethod

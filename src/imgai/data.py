@@ -28,6 +28,7 @@ difference: hidden files and folders (``.DS_Store``, ``.ipynb_checkpoints``) are
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import sys
@@ -87,6 +88,8 @@ class FileList:
     labels: np.ndarray
     class_names: list[str]
     source: str = ""
+    # Files in the class folders that training skips for their extension (warned about by train).
+    ignored: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -168,16 +171,21 @@ def list_class_folders(directory: str | Path) -> list[str]:
     return sorted(e.name for e in os.scandir(directory) if e.is_dir() and not _is_hidden(e.name))
 
 
-def iter_image_files(directory: str | Path):
-    """Image files under ``directory``, recursively, in Keras's order, hidden entries skipped."""
+def iter_image_files(directory: str | Path, ignored: list[str] | None = None):
+    """Image files under ``directory``, recursively, in Keras's order, hidden entries skipped.
+    ``ignored`` collects the other (non-hidden) files, skipped for their extension."""
     walk = []
     for root, dirs, files in os.walk(directory, followlinks=True):
         dirs[:] = [d for d in dirs if not _is_hidden(d)]
         walk.append((root, files))
     for root, files in sorted(walk, key=lambda x: x[0]):
         for name in sorted(files):
-            if not _is_hidden(name) and name.lower().endswith(IMAGE_EXTENSIONS):
+            if _is_hidden(name):
+                continue
+            if name.lower().endswith(IMAGE_EXTENSIONS):
                 yield os.path.join(root, name)
+            elif ignored is not None:
+                ignored.append(os.path.join(root, name))
 
 
 def scan_folder(directory: str | Path, class_names: list[str] | None = None) -> FileList:
@@ -207,24 +215,39 @@ def scan_folder(directory: str | Path, class_names: list[str] | None = None) -> 
         )
     paths: list[str] = []
     labels: list[int] = []
+    ignored: list[str] = []
     for index, name in enumerate(class_names):
-        files = list(iter_image_files(directory / name))
+        files = list(iter_image_files(directory / name, ignored))
         paths.extend(files)
         labels.extend([index] * len(files))
     if not paths:
         raise ImgaiError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in '{directory}'")
-    return FileList(paths, np.asarray(labels, dtype=np.int32), list(class_names), str(directory))
+    return FileList(paths, np.asarray(labels, dtype=np.int32), list(class_names), str(directory), ignored)
 
 
-def split_files(files: FileList, validation_split: float | None, seed: int, shuffle: bool = True):
-    """Shuffle like Keras, then hold out the last ``int(validation_split * n)`` files."""
+def split_files(
+    files: FileList,
+    validation_split: float | None,
+    seed: int,
+    shuffle: bool = True,
+    groups: np.ndarray | None = None,
+):
+    """Shuffle like Keras, then hold out the last ``int(validation_split * n)`` files.
+
+    ``groups`` (one integer per file of ``files``) keeps every group in one split: walking the
+    shuffled files from the end, whole groups go to validation while they fit in
+    ``int(validation_split * n)``; the rest stay in training in their shuffled order. With every
+    file its own group this is exactly the split above.
+    """
     paths = list(files.paths)
     labels = files.labels.copy()
+    order = np.arange(len(paths))
     if shuffle:
         # Two generators with the same seed, as in keras.utils.image_dataset_from_directory.
         np.random.RandomState(seed).shuffle(paths)
         np.random.RandomState(seed).shuffle(labels)
-    shuffled = FileList(paths, labels, files.class_names, files.source)
+        np.random.RandomState(seed).shuffle(order)  # the same permutation, to carry ``groups``
+    shuffled = FileList(paths, labels, files.class_names, files.source, files.ignored)
     if not validation_split:
         return shuffled, None
     num_val = int(validation_split * len(paths))
@@ -234,11 +257,82 @@ def split_files(files: FileList, validation_split: float | None, seed: int, shuf
             f"images out of {len(paths)}: choose a fraction between 1/{len(paths)} and {1 - 1 / len(paths):.2f}"
         )
     n_train = len(paths) - num_val
-    train = shuffled.subset(np.arange(n_train), f"{files.source} (training {1 - validation_split:.0%})")
-    val = shuffled.subset(
-        np.arange(n_train, len(paths)), f"{files.source} (validation {validation_split:.0%})"
-    )
+    train_index, val_index = np.arange(n_train), np.arange(n_train, len(paths))
+    if groups is not None:
+        train_index, val_index = _split_by_group(np.asarray(groups)[order], num_val)
+        if len(train_index) == 0 or len(val_index) == 0:
+            raise ImgaiError(
+                f"data.validation_split={validation_split} with whole groups kept together leaves no "
+                f"{'validation' if len(val_index) == 0 else 'training'} images: the groups are too large; "
+                "loosen data.group_pattern or set data.split_groups=none"
+            )
+    train = shuffled.subset(train_index, f"{files.source} (training {1 - validation_split:.0%})")
+    val = shuffled.subset(val_index, f"{files.source} (validation {validation_split:.0%})")
     return train, val
+
+
+def _split_by_group(groups: np.ndarray, num_val: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (in shuffled order) of the training and validation files, whole groups each."""
+    sizes = dict(zip(*np.unique(groups, return_counts=True)))
+    to_val: set = set()
+    decided: set = set()
+    taken = 0
+    for position in range(len(groups) - 1, -1, -1):
+        if taken >= num_val:
+            break
+        group = groups[position]
+        if group in decided:
+            continue
+        decided.add(group)
+        if taken + sizes[group] <= num_val:
+            to_val.add(group)
+            taken += sizes[group]
+    in_val = np.fromiter((g in to_val for g in groups), dtype=bool, count=len(groups))
+    return np.flatnonzero(~in_val), np.flatnonzero(in_val)
+
+
+def split_groups(files: FileList, data_cfg, hashes=None) -> np.ndarray | None:
+    """Group ids for :func:`split_files` from ``data.split_groups`` and ``data.group_pattern``
+    (None when both are off: the split is then Keras's). ``hashes``: (perceptual hashes, decoded
+    mask) already made for ``files`` (by ``imgai data check``), else they are made here."""
+    pattern = getattr(data_cfg, "group_pattern", None)
+    by_duplicates = getattr(data_cfg, "split_groups", "none") == "near_duplicates"
+    if not pattern and not by_duplicates:
+        return None
+    import re
+
+    parent = list(range(len(files)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def join(i: int, j: int) -> None:
+        parent[find(i)] = find(j)
+
+    if pattern:
+        regex = re.compile(pattern)
+        first: dict[str, int] = {}
+        for i, path in enumerate(files.paths):
+            rel = Path(os.path.relpath(path, files.source)).as_posix() if files.source else path
+            match = regex.search(rel)
+            if match is None:
+                continue  # a file the pattern does not name is its own group
+            key = match.group(1) if regex.groups else match.group(0)
+            join(i, first.setdefault(key, i))
+    if by_duplicates:
+        from imgai.dedupe import hash_files, near_pairs
+
+        if hashes is None:
+            made = hash_files(files.paths, DecodeSpec.from_config(data_cfg), data_cfg.workers)
+            hashes = (made.phash, made.ok)
+        phashes, ok = hashes
+        kept = np.flatnonzero(ok)  # an unreadable file stays its own group
+        for i, j in near_pairs(np.asarray(phashes)[kept], data_cfg.near_duplicate_distance):
+            join(int(kept[i]), int(kept[j]))
+    return np.asarray([find(i) for i in range(len(files))], dtype=np.int64)
 
 
 def find_split_folder(root: Path, kind: str) -> Path | None:
@@ -248,8 +342,8 @@ def find_split_folder(root: Path, kind: str) -> Path | None:
     return None
 
 
-def resolve_splits(data_cfg, seed: int) -> Splits:
-    """Turn the ``data`` config section into train / val / test file lists."""
+def split_folders(data_cfg) -> tuple[Path, Path | None, Path | None]:
+    """The training, validation and test folders the ``data`` section names (checked to exist)."""
     root = Path(data_cfg.root) if data_cfg.root else None
     train_dir = Path(data_cfg.train_dir) if data_cfg.train_dir else None
     val_dir = Path(data_cfg.val_dir) if data_cfg.val_dir else None
@@ -273,13 +367,19 @@ def resolve_splits(data_cfg, seed: int) -> Splits:
     ):
         if folder is not None and not folder.is_dir():
             raise ImgaiError(f"data folder '{folder}' does not exist: fix {label} or data.root")
+    return train_dir, val_dir, test_dir
 
+
+def resolve_splits(data_cfg, seed: int) -> Splits:
+    """Turn the ``data`` config section into train / val / test file lists."""
+    train_dir, val_dir, test_dir = split_folders(data_cfg)
     train = scan_folder(train_dir)
     classes = train.class_names
     val = scan_folder(val_dir, classes) if val_dir is not None else None
     test = scan_folder(test_dir, classes) if test_dir is not None else None
     if val is None and data_cfg.validation_split:
-        train, val = split_files(train, data_cfg.validation_split, seed, data_cfg.shuffle)
+        groups = split_groups(train, data_cfg)
+        train, val = split_files(train, data_cfg.validation_split, seed, data_cfg.shuffle, groups)
     return Splits(train, val, test)
 
 
@@ -396,7 +496,11 @@ def _decode_pillow(data: bytes, height: int, width: int) -> np.ndarray:
 
 
 def decode_image(
-    path: str | Path, spec: DecodeSpec | tuple[int, int], color_mode: str | None = None, interpolation=None
+    path: str | Path,
+    spec: DecodeSpec | tuple[int, int],
+    color_mode: str | None = None,
+    interpolation=None,
+    inspect=None,
 ) -> np.ndarray:
     """Read one image file into a (H, W, C) uint8 array as ``spec`` says; raises on bad files.
 
@@ -404,6 +508,9 @@ def decode_image(
     use libjpeg-turbo and give identical pixels. Resizing is OpenCV's (``_CV2_FILTERS``), or
     Pillow's closest equivalent without OpenCV. This one function decodes for training,
     evaluation and prediction alike, so they never disagree.
+
+    ``inspect(data, rgb)``, when given, sees the file's bytes and its decoded RGB pixels before
+    the resize: ``imgai.check`` hashes them there, so checking costs no second decode.
     """
     spec = DecodeSpec.of(spec, color_mode, interpolation)
     height, width = spec.image_size
@@ -412,6 +519,8 @@ def decode_image(
     rgb = _decode_jpeg(data, height, width) if data[:3] == _JPEG_MAGIC else None
     if rgb is None:
         rgb = _decode_pillow(data, height, width)
+    if inspect is not None:
+        inspect(data, rgb)
     if spec.color_mode != "rgb":
         rgb = _to_gray(rgb)
     if rgb.shape[:2] != (height, width):
@@ -453,7 +562,9 @@ class Progress:
         return time.perf_counter() - self.start
 
 
-def decode_files(paths: list[str], spec: DecodeSpec, workers: int = 0, store=None, block: int = 16):
+def decode_files(
+    paths: list[str], spec: DecodeSpec, workers: int = 0, store=None, block: int = 16, inspect=None
+):
     """Decode ``paths`` on a thread pool; yield ``(index, image, None)`` or ``(index, None, reason)``
     in input order. simplejpeg, Pillow and OpenCV release the GIL while decoding and resizing, so
     the threads use every core.
@@ -466,6 +577,9 @@ def decode_files(paths: list[str], spec: DecodeSpec, workers: int = 0, store=Non
     yielded in its place: copying the pixels to their destination (an array, a file) then runs on
     every core too, instead of on the caller's thread. An error raised by ``store`` (a full disk)
     is not a bad file: it propagates to the caller.
+
+    ``inspect(index, data, rgb)`` runs on the workers too, on each file's bytes and full decoded
+    pixels (see :func:`decode_image`); an error it raises marks the file unreadable.
     """
     from collections import deque
 
@@ -473,7 +587,8 @@ def decode_files(paths: list[str], spec: DecodeSpec, workers: int = 0, store=Non
         results = []
         for index in range(start, min(start + block, len(paths))):
             try:
-                image = decode_image(paths[index], spec)
+                seen = None if inspect is None else functools.partial(inspect, index)
+                image = decode_image(paths[index], spec, inspect=seen)
             except Exception as exc:  # any unreadable file is skipped and reported, never fatal
                 results.append((index, None, describe_decode_error(exc)))
                 continue

@@ -1,0 +1,159 @@
+"""Duplicate search: pixel digests, perceptual hashes, and the search for near pairs.
+
+Both hashes are made on the decoding threads from the pixels :func:`imgai.data.decode_image`
+has just decoded (its ``inspect`` hook), so finding duplicates costs no second decode:
+
+- an **exact** digest: BLAKE2b of the decoded RGB pixels and their shape, so a PNG and a BMP of
+  the same picture match, while a re-encoded JPEG (other pixels) does not;
+- a 64-bit **perceptual hash** (pHash: the signs of the 8x8 lowest frequencies of the DCT of a
+  32x32 grayscale copy, against their median). Re-encoding, resizing, a slight crop or a shift of
+  brightness move it by a few bits; two different photos differ in about 32 of 64.
+
+pHash is computed here in a few lines of numpy (a 32x32 DCT is two small matrix products) rather
+than with the ``imagehash`` package: the same algorithm, it needs neither SciPy nor PyWavelets
+nor a PIL copy of the image, and it starts from OpenCV's area-averaged 32x32 copy, which is
+cheaper than Pillow's Lanczos resize of the full image (``scripts/bench_check.py`` compares the
+two, speed and how well they separate copies from distinct images).
+
+:func:`near_pairs` finds every pair within ``max_distance`` bits with vectorised XOR + popcount
+over tiles of the pair matrix: n^2/2 64-bit operations in numpy, no Python loop per pair
+(100,000 hashes: 5e9 pairs, see ``scripts/bench_check.py`` for the time). Below ~10^6 images this
+beats index structures (multi-index hashing needs d+1 chunks of 64/(d+1) bits: at d=10, 6-bit
+chunks, so buckets hold n/64 hashes each and prune little).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+HASH_SIDE = 32  # the grayscale copy the DCT is taken of
+LOW = 8  # 8x8 lowest frequencies -> 64 bits
+
+
+def _dct_matrix(n: int) -> np.ndarray:
+    k = np.arange(n)[:, None]
+    x = np.arange(n)[None, :]
+    return np.cos(np.pi * (2 * x + 1) * k / (2 * n)).astype(np.float32)
+
+
+_DCT = _dct_matrix(HASH_SIDE)[:LOW]  # only the rows of the frequencies kept
+
+
+def small_copy(rgb: np.ndarray, side: int = HASH_SIDE) -> np.ndarray:
+    """A side x side float32 RGB copy, area-averaged (no aliasing from a large photo)."""
+    try:
+        import cv2
+    except ImportError:
+        cv2 = None
+    if cv2 is not None:
+        small = cv2.resize(rgb, (side, side), interpolation=cv2.INTER_AREA)
+    else:
+        from PIL import Image
+
+        small = np.asarray(Image.fromarray(rgb).resize((side, side), Image.Resampling.BOX))
+    if small.ndim == 2:
+        small = small[:, :, None]
+    return small.astype(np.float32)
+
+
+def luma(small: np.ndarray) -> np.ndarray:
+    """ITU-R 601-2 luma of an RGB float array (Pillow's convert("L") weights)."""
+    if small.shape[-1] == 1:
+        return small[..., 0]
+    return small[..., 0] * 0.299 + small[..., 1] * 0.587 + small[..., 2] * 0.114
+
+
+def phash(gray: np.ndarray) -> int:
+    """64-bit pHash of a 32x32 grayscale array, as ``imagehash.phash`` computes it."""
+    low = _DCT @ gray.astype(np.float32) @ _DCT.T  # the 8x8 lowest frequencies of the 2-D DCT-II
+    bits = (low > np.median(low)).ravel()
+    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+
+
+def pixel_digest(rgb: np.ndarray) -> str:
+    """Hex digest of the decoded pixels and their shape (equal only for identical pixels)."""
+    digest = hashlib.blake2b(repr(rgb.shape).encode(), digest_size=16)
+    digest.update(np.ascontiguousarray(rgb).data)
+    return digest.hexdigest()
+
+
+def hamming(a: int, b: int) -> int:
+    return (int(a) ^ int(b)).bit_count()
+
+
+def near_pairs(hashes: np.ndarray, max_distance: int, tile: int = 2048) -> np.ndarray:
+    """Every pair (i, j), i < j, of ``hashes`` (uint64) at most ``max_distance`` bits apart, as
+    an (m, 2) int64 array. Tiles of ``tile`` x ``tile`` keep memory at ~50 MB whatever n."""
+    h = np.ascontiguousarray(hashes, dtype=np.uint64)
+    n = len(h)
+    found: list[np.ndarray] = []
+    xor = np.empty((tile, tile), dtype=np.uint64)
+    bits = np.empty((tile, tile), dtype=np.uint8)
+    for r0 in range(0, n, tile):
+        rows = h[r0 : r0 + tile]
+        for c0 in range(r0, n, tile):
+            cols = h[c0 : c0 + tile]
+            x = xor[: len(rows), : len(cols)]
+            b = bits[: len(rows), : len(cols)]
+            np.bitwise_xor(rows[:, None], cols[None, :], out=x)
+            np.bitwise_count(x, out=b)
+            i, j = np.nonzero(b <= max_distance)
+            i, j = i + r0, j + c0
+            keep = i < j
+            if keep.any():
+                found.append(np.stack([i[keep], j[keep]], axis=1))
+    return np.concatenate(found) if found else np.empty((0, 2), dtype=np.int64)
+
+
+def components(n: int, pairs: np.ndarray) -> np.ndarray:
+    """Connected-component id per item of the graph ``pairs`` draws on ``n`` items."""
+    parent = np.arange(n)
+
+    def find(i: int) -> int:
+        root = i
+        while parent[root] != root:
+            root = parent[root]
+        while parent[i] != root:
+            parent[i], i = root, parent[i]
+        return root
+
+    for i, j in pairs:
+        ri, rj = find(int(i)), find(int(j))
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+    return np.asarray([find(i) for i in range(n)], dtype=np.int64)
+
+
+@dataclass
+class Hashes:
+    ok: np.ndarray  # (n,) bool: decoded
+    phash: np.ndarray  # (n,) uint64, 0 where not decoded
+    digest: list[str | None]
+
+
+def hash_files(paths: list[str], spec, workers: int = 0) -> Hashes:
+    """Perceptual hashes and pixel digests of ``paths`` through the training decode (one pass,
+    the resized images are not kept)."""
+    from imgai.data import decode_files
+
+    n = len(paths)
+    ph = np.zeros(n, dtype=np.uint64)
+    digests: list[str | None] = [None] * n
+    ok = np.zeros(n, dtype=bool)
+
+    def inspect(index: int, data: bytes, rgb: np.ndarray) -> None:
+        ph[index] = phash(luma(small_copy(rgb)))
+        digests[index] = pixel_digest(rgb)
+
+    for index, _image, reason in decode_files(
+        paths,
+        spec,
+        workers,
+        store=lambda index, image: None,
+        inspect=inspect,
+    ):
+        ok[index] = reason is None
+    return Hashes(ok, ph, digests)
