@@ -301,3 +301,60 @@ def test_iter_image_files_filters_extensions(tmp_path):
         "d.gif",
         "e.bmp",
     ]
+
+
+# ------------------------------------------------------------------------ leak-free splits
+
+
+def test_singleton_groups_give_exactly_the_keras_split(flat_dataset):
+    files = scan_folder(flat_dataset)
+    plain = split_files(files, 0.3, seed=7)
+    grouped = split_files(files, 0.3, seed=7, groups=np.arange(len(files)))
+    assert [s.paths for s in plain] == [s.paths for s in grouped]
+    assert data_cfg(root=flat_dataset).split_groups == "none"  # the default splits file by file
+
+
+def test_near_duplicate_groups_never_span_splits(flat_dataset):
+    """Every third image gets two edited copies (re-encoded, resized); with the grouping on, each
+    set of copies lands in one split, for several seeds; with it off, some set is split apart."""
+    from PIL import Image
+
+    from imgai.data import DecodeSpec
+    from imgai.dedupe import components, hash_files, near_pairs
+
+    for k, path in enumerate(sorted(flat_dataset.glob("*/*.jpg"))[::3]):
+        img = Image.open(path)
+        img.save(path.with_name(f"copy{k}a.jpg"), quality=60)
+        img.resize((48, 48)).save(path.with_name(f"copy{k}b.png"))
+    files = scan_folder(flat_dataset)
+    hashes = hash_files(files.paths, DecodeSpec((32, 32)))
+    comp = components(len(files), near_pairs(hashes.phash, 8))
+    sizes = np.bincount(comp)
+    assert (sizes >= 3).sum() >= 10  # the planted sets are found as groups
+    group_of = dict(zip(files.paths, comp))
+    spanned_without = 0
+    for seed in (1, 2, 3):
+        on = resolve_splits(
+            data_cfg(root=flat_dataset, validation_split=0.25, split_groups="near_duplicates"), seed
+        )
+        assert not {group_of[p] for p in on.train.paths} & {group_of[p] for p in on.val.paths}
+        assert abs(len(on.val) - int(0.25 * len(files))) <= 2 and len(on.train) + len(on.val) == len(files)
+        off = resolve_splits(data_cfg(root=flat_dataset, validation_split=0.25), seed)
+        spanned_without += bool({group_of[p] for p in off.train.paths} & {group_of[p] for p in off.val.paths})
+    assert spanned_without > 0
+
+
+def test_group_pattern_keeps_files_of_one_id_together(tmp_path):
+    from imgai.sample_data import make_shapes_dataset
+
+    make_shapes_dataset(tmp_path, {"": 12}, shapes=("circle", "square"), size=32)
+    for k, path in enumerate(sorted(tmp_path.glob("*/*.jpg"))):
+        path.rename(path.with_name(f"patient{k % 5}_{path.name}"))
+    cfg = data_cfg(root=tmp_path, validation_split=0.3, group_pattern=r"(patient\d+)_")
+    splits = resolve_splits(cfg, seed=4)
+    patient = lambda p: Path(p).name.split("_")[0]  # noqa: E731
+    assert not {patient(p) for p in splits.train.paths} & {patient(p) for p in splits.val.paths}
+    with pytest.raises(ImgaiError, match="group_pattern"):
+        resolve_splits(
+            data_cfg(root=tmp_path, validation_split=0.3, group_pattern=r"(circle|square)"), seed=4
+        )
