@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
@@ -156,3 +157,71 @@ def test_cli_exit_codes(planted_root, tmp_path):
     usage = run_imgai("data", "check", str(clean), "--fail-on", "leaks", cwd=tmp_path)
     assert usage.returncode == 2 and "unknown kind" in usage.stderr and "Traceback" not in usage.stderr
     assert count({"ignored": [{"count": 3}, {"count": 2}]}, "ignored") == 5
+
+
+def test_training_warnings_come_from_what_training_decoded(tmp_path):
+    from imgai.check import training_warnings
+    from imgai.data import load_images, resolve_splits
+
+    root = tmp_path / "d"
+    seed = 0
+    for split, n in (("train", 4), ("val", 2)):
+        for cls in ("a", "b", "none"):
+            (root / split / cls).mkdir(parents=True)
+            if cls != "none":
+                for k in range(n):
+                    texture(seed, 48).save(root / split / cls / f"{k}.png")
+                    seed += 1
+    (root / "train" / "a" / "notes.txt").write_text("x")
+    shutil.copy(root / "train" / "b" / "1.png", root / "val" / "b" / "copy.png")
+    splits = resolve_splits(load_config([], [f"data.root={root}"]).data, seed=1)
+    decode = lambda fl: load_images(fl, (32, 32), progress=False)  # noqa: E731
+    lines = training_warnings(splits, decode(splits.train), decode(splits.val))
+    assert len(lines) == 3
+    assert "none" in lines[0] and ".txt 1" in lines[1] and lines[2].startswith("Warning: 1 validation image")
+    clean = load_config([], [f"data.root={root}"]).data
+    shutil.rmtree(root / "train" / "none"), shutil.rmtree(root / "val" / "none")
+    (root / "train" / "a" / "notes.txt").unlink(), (root / "val" / "b" / "copy.png").unlink()
+    splits = resolve_splits(clean, seed=1)
+    assert training_warnings(splits, decode(splits.train), decode(splits.val)) == []
+
+
+def colour_classes(root: Path, per_class: int, flip_share: float, seed: int = 0) -> set[str]:
+    """Four classes a tiny model learns in a few epochs (each its own hue), then ``flip_share``
+    of the files moved to another class folder; returns the moved paths."""
+    rng = np.random.default_rng(seed)
+    hues = {"red": (200, 40, 40), "green": (40, 180, 60), "blue": (40, 60, 200), "yellow": (210, 200, 40)}
+    for cls, colour in hues.items():
+        (root / cls).mkdir(parents=True)
+        for k in range(per_class):
+            pixels = np.clip(np.asarray(colour) + rng.normal(0, 35, (32, 32, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / cls / f"{cls}{k}.png")
+    files = sorted(root.glob("*/*.png"))
+    moved = set()
+    for i in rng.choice(len(files), size=round(flip_share * len(files)), replace=False):
+        other = [c for c in hues if c != files[i].parent.name][rng.integers(3)]
+        target = root / other / files[i].name
+        files[i].rename(target)
+        moved.add(str(target))
+    return moved
+
+
+@pytest.mark.slow
+def test_label_issues_rank_the_flipped_labels_first(tmp_path):
+    """6 of 120 labels flipped (5 %); 3 folds of 6 epochs of a tiny CNN: the top 6 of the ranking
+    hold at least 5 of them (measured: all 6)."""
+    pytest.importorskip("cleanlab")
+    pytest.importorskip("keras")
+    root = tmp_path / "colours"
+    flipped = colour_classes(root, 30, 0.05)
+    tiny = ["data.image_size=32", "data.batch_size=8", "model.filters=[8]", "model.dense_units=8"]
+    config = load_config([], [f"data.root={root}", *tiny, "train.learning_rate=0.01"])
+    messages = []
+    options = {"folds": 3, "epochs": 6}
+    report = run_check(config, tmp_path / "r", log=messages.append, label_issues=options, progress=False)
+    assert "3 trainings of 6 epoch(s)" in messages[1]  # the cost, said before it starts
+    issues = report.findings["label-issues"]
+    top = {i["path"] for i in issues[: len(flipped)]}
+    assert len(flipped) == 6 and len(top & flipped) >= 5, issues[:8]
+    assert (tmp_path / "r" / "label_issues.csv").read_text().count("\n") == 1 + len(issues)
+    assert (tmp_path / "r" / "gallery_label_issues.png").is_file()

@@ -723,3 +723,62 @@ def gate(report: CheckReport, kinds: list[str]) -> tuple[bool, str]:
         f"  {'FAILED' if failed else 'PASSED'}: {len(kinds) - failed} of {len(kinds)} check(s) passed"
     )
     return failed == 0, "\n".join(lines)
+
+
+# ------------------------------------------------------------------------ warnings in training
+
+
+def _fingerprints(images: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """A uint64 per image from a strided sample of its pixels (equal pixels -> equal value)."""
+    weights = None
+    out = np.empty(len(images), dtype=np.uint64)
+    for start in range(0, len(images), chunk):
+        sample = images[start : start + chunk, ::4, ::4, :].reshape(min(chunk, len(images) - start), -1)
+        if weights is None:
+            weights = np.random.default_rng(0).integers(1, 2**63, size=sample.shape[1], dtype=np.uint64)
+        out[start : start + chunk] = (sample.astype(np.uint64) * weights).sum(axis=1)  # wraps: a hash
+    return out
+
+
+def cross_split_copies(train_images, val_images) -> int:
+    """Validation images whose decoded model input equals a training image's."""
+    if val_images is None or not hasattr(train_images, "images") or not hasattr(val_images, "images"):
+        return 0  # data.cache=none decodes while training: nothing held to compare
+    if len(train_images) == 0 or len(val_images) == 0:
+        return 0
+    train_fp = _fingerprints(train_images.images)
+    first = {}
+    for i, fp in enumerate(train_fp.tolist()):
+        first.setdefault(fp, []).append(i)
+    copies = 0
+    for j, fp in enumerate(_fingerprints(val_images.images).tolist()):
+        candidates = first.get(fp, ())
+        copies += any(np.array_equal(train_images.images[i], val_images.images[j]) for i in candidates)
+    return copies
+
+
+def training_warnings(splits, train_images, val_images) -> list[str]:
+    """One line each for empty classes, ignored files and exact train/validation copies, from
+    what training has already listed and decoded (no extra pass over the files)."""
+    lines = []
+    counts = splits.train.counts()
+    empty = [name for name, n in zip(splits.class_names, counts) if n == 0]
+    if empty:
+        lines.append(
+            f"Warning: class(es) {', '.join(empty)} have no training images but are still trained as classes: "
+            "add images or remove the folder(s) (imgai data check lists every data problem)."
+        )
+    ignored = [p for _name, fl in splits.items() for p in fl.ignored]
+    if ignored:
+        by_ext = Counter(os.path.splitext(p)[1].lower() or "(none)" for p in ignored)
+        lines.append(
+            f"Warning: {len(ignored)} file(s) in the class folders are ignored for their extension "
+            f"({', '.join(f'{e} {n}' for e, n in by_ext.most_common())}): imgai data check lists them."
+        )
+    copies = cross_split_copies(train_images, val_images)
+    if copies:
+        lines.append(
+            f"Warning: {copies} validation image(s) are identical to training images, which inflates validation "
+            "scores: imgai data check finds them and near copies; data.split_groups=near_duplicates keeps them apart."
+        )
+    return lines

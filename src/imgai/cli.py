@@ -688,6 +688,8 @@ def data_check(args, configs, output_dir, fail_on, label_issues, folds, epochs) 
         raise ImgaiError("--fail-on label-issues needs --label-issues")
     config = load_config(configs, overrides)
     options = {"folds": folds, "epochs": epochs} if label_issues else None
+    if label_issues:
+        _load_keras()
     report = run_check(config, output_dir, log=_echo, label_issues=options)
     click.echo(format_summary(report))
     if kinds:

@@ -268,6 +268,7 @@ def split_files(
             )
     train = shuffled.subset(train_index, f"{files.source} (training {1 - validation_split:.0%})")
     val = shuffled.subset(val_index, f"{files.source} (validation {validation_split:.0%})")
+    train.ignored = files.ignored  # one folder's: reported once, with the training files
     return train, val
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from imgai import __version__
+from imgai.check import training_warnings
 from imgai.config import Config, dump_config, load_config
 from imgai.data import DecodeSpec, Splits, resolve_splits, write_skipped
 from imgai.errors import ImgaiError
@@ -606,6 +607,8 @@ def _fit(
     log(f"Found {len(class_names)} classes:")
     log(describe_splits(splits))
     train_images, val_images, skipped = _decode_splits(splits, config, run_dir, log)
+    for warning in training_warnings(splits, train_images, val_images):
+        log(warning)
 
     resuming = state is not None
     state = state or TrainState()
