@@ -226,3 +226,35 @@ def test_label_issues_rank_the_flipped_labels_first(tmp_path):
     assert len(flipped) == 6 and len(top & flipped) >= 5, issues[:8]
     assert (tmp_path / "r" / "label_issues.csv").read_text().count("\n") == 1 + len(issues)
     assert (tmp_path / "r" / "gallery_label_issues.png").is_file()
+
+
+def test_image_properties_are_reported(tmp_path):
+    """Grayscale, alpha, 16-bit, tiny, extreme aspect (PNG class); CMYK, EXIF-rotated (JPEG class)."""
+    root = tmp_path / "props"
+    for cls, ext in (("a", "png"), ("b", "jpg")):
+        (root / cls).mkdir(parents=True)
+        for k in range(8):
+            texture(200 + k + (50 if cls == "b" else 0), 96).save(root / cls / f"{k}.{ext}")
+    a, b = root / "a", root / "b"
+    texture(300, 96).convert("L").save(a / "gray.png")
+    texture(301, 96).convert("RGBA").save(a / "alpha.png")
+    Image.fromarray(np.asarray(texture(302, 96).convert("L"), dtype=np.uint16) * 257).save(a / "deep.png")
+    texture(303, 8).save(a / "tiny.png")
+    texture(304, 200).resize((200, 40)).save(a / "wide.png")
+    texture(305, 96).convert("CMYK").save(b / "cmyk.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    texture(306, 96).save(b / "rotated.jpg", exif=exif.tobytes())
+    config = load_config([], [f"data.root={root}", "data.image_size=64"])
+    found = run_check(config, tmp_path / "r", log=lambda _m: None, progress=False).findings
+    names = {k: sorted(Path(x["path"]).name for x in found[k]) for k in PROPERTY_KINDS}
+    assert names == {
+        "tiny": ["tiny.png"],
+        "aspect": ["wide.png"],
+        "grayscale": ["deep.png", "gray.png"],
+        "cmyk": ["cmyk.jpg"],
+        "alpha": ["alpha.png"],
+        "16-bit": ["deep.png"],
+        "exif-orientation": ["rotated.jpg"],
+    }
+    assert found["outliers"] == [] and found["corrupt"] == []

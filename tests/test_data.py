@@ -358,3 +358,12 @@ def test_group_pattern_keeps_files_of_one_id_together(tmp_path):
         resolve_splits(
             data_cfg(root=tmp_path, validation_split=0.3, group_pattern=r"(circle|square)"), seed=4
         )
+
+
+def test_16_bit_grayscale_keeps_its_top_8_bits(tmp_path):
+    from PIL import Image
+
+    eight = (np.arange(64 * 64) % 256).astype(np.uint8).reshape(64, 64)
+    Image.fromarray(eight.astype(np.uint16) * 257).save(tmp_path / "deep.png")  # mode I;16
+    decoded = decode_image(tmp_path / "deep.png", (64, 64))
+    assert decoded.shape == (64, 64, 3) and np.array_equal(decoded[..., 0], eight)

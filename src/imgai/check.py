@@ -373,7 +373,7 @@ def find_problems(scan_result: Scan, spec, max_distance: int) -> dict:
                 {**where, "detail": f"mode {r.mode}: transparency is composited on black"}
             )
         if r.bits > 8:
-            findings["16-bit"].append({**where, "detail": f"{r.bits} bits per channel, read as 8"})
+            findings["16-bit"].append({**where, "detail": f"{r.bits} bits per channel, read as its top 8"})
         if r.orientation != 1:
             findings["exif-orientation"].append({**where, "detail": f"EXIF orientation {r.orientation}"})
     groups = duplicate_groups(records, max_distance)

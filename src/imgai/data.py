@@ -488,6 +488,11 @@ def _decode_pillow(data: bytes, height: int, width: int) -> np.ndarray:
         # (never below the target), then resized as usual: a large photo decodes several times faster.
         img.draft(img.mode, (width, height))
         img.load()  # force a full decode here, so truncated files fail now, not later
+        if img.mode.startswith("I"):
+            # 16-bit grayscale: convert("RGB") would clip every value above 255 (a white image);
+            # keep the top 8 bits, as TensorFlow's decode_png does for uint8.
+            gray = np.clip(np.asarray(img, dtype=np.int64) >> 8, 0, 255).astype(np.uint8)
+            return np.repeat(gray[:, :, None], 3, axis=2)
         if img.mode in ("P", "LA", "RGBA", "PA"):
             # Composite transparency on black, as TensorFlow's decoders drop alpha.
             img = img.convert("RGBA").convert("RGB")
