@@ -469,8 +469,7 @@ def _thumbnail(path: str, side: int = 160) -> np.ndarray:
         with Image.open(path) as img:
             img.draft("RGB", (side, side))
             img = ImageOps.exif_transpose(img).convert("RGB")
-            img.thumbnail((side, side))
-            return np.asarray(img)
+            return np.asarray(ImageOps.contain(img, (side, side)))  # small images scaled up too
     except Exception:
         return np.full((side, side, 3), 128, dtype=np.uint8)
 
