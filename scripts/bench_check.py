@@ -145,9 +145,8 @@ def bench_phash(root: Path, sample: int, distance: int) -> dict:
 
 
 def bench_train_warnings(root: Path, workers: int) -> dict:
-    from imgai.check import training_warnings
     from imgai.config import load_config
-    from imgai.data import load_images, resolve_splits
+    from imgai.data import load_images, resolve_splits, training_warnings
 
     config = load_config([], [f"data.root={root}", "data.validation_split=0.2", "seed=123"])
     splits = resolve_splits(config.data, config.seed)

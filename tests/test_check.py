@@ -127,7 +127,7 @@ def test_reports_are_never_overwritten(planted_root, tmp_path, monkeypatch):
 
 def test_unknown_fail_on_kind_is_a_usage_error():
     assert parse_fail_on("leakage, corrupt") == ["leakage", "corrupt"]
-    with pytest.raises(ImgaiError, match="unknown kind"):
+    with pytest.raises(ImgaiError, match="`fail_on`: unknown kind"):
         parse_fail_on("leaks")
 
 
@@ -157,12 +157,12 @@ def test_cli_exit_codes(planted_root, tmp_path):
     assert ok.returncode == 0 and ok.stdout.count("PASSED  ") == 2, ok.stdout + ok.stderr
     usage = run_imgai("data", "check", str(clean), "--fail-on", "leaks", cwd=tmp_path)
     assert usage.returncode == 2 and "unknown kind" in usage.stderr and "Traceback" not in usage.stderr
+    assert usage.stderr.startswith("Error: --fail-on: ")  # the library's `fail_on`, in the CLI's words
     assert count({"ignored": [{"count": 3}, {"count": 2}]}, "ignored") == 5
 
 
 def test_training_warnings_come_from_what_training_decoded(tmp_path):
-    from imgai.check import training_warnings
-    from imgai.data import load_images, resolve_splits
+    from imgai.data import load_images, resolve_splits, training_warnings
 
     root = tmp_path / "d"
     seed = 0

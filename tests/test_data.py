@@ -319,8 +319,8 @@ def test_near_duplicate_groups_never_span_splits(flat_dataset):
     set of copies lands in one split, for several seeds; with it off, some set is split apart."""
     from PIL import Image
 
-    from imgai.data import DecodeSpec
-    from imgai.dedupe import components, hash_files, near_pairs
+    from imgai.data import DecodeSpec, hash_files
+    from imgai.dedupe import components, near_pairs
 
     for k, path in enumerate(sorted(flat_dataset.glob("*/*.jpg"))[::3]):
         img = Image.open(path)

@@ -411,15 +411,15 @@ def split_counts(scan_result: Scan) -> dict[str, dict[str, int]]:
 # ------------------------------------------------------------------------------------- output
 
 
-def create_report_dir(out_dir: str | Path | None, parent: str | Path = "checks") -> Path:
-    """``out_dir`` (new or empty), else the next free ``checks/checkN``: a report is never
+def create_report_dir(output_dir: str | Path | None, parent: str | Path = "checks") -> Path:
+    """``output_dir`` (new or empty), else the next free ``checks/checkN``: a report is never
     overwritten."""
-    if out_dir is not None:
-        path = Path(out_dir)
+    if output_dir is not None:
+        path = Path(output_dir)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise ImgaiError(
-                f"output folder '{path}' exists and is not empty: reports are never overwritten; "
-                "choose another folder"
+                f"report folder '{path}' exists and is not empty: reports are never overwritten; "
+                "choose another `output_dir`"
             )
         path.mkdir(parents=True, exist_ok=True)
         return path
@@ -461,53 +461,9 @@ def write_duplicates_csv(path: Path, groups: list[dict]) -> None:
                 )
 
 
-def _thumbnail(path: str, side: int = 160) -> np.ndarray:
-    """A display copy for the galleries (not part of the check: only the files shown are read)."""
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(path) as img:
-            img.draft("RGB", (side, side))
-            img = ImageOps.exif_transpose(img).convert("RGB")
-            return np.asarray(ImageOps.contain(img, (side, side)))  # small images scaled up too
-    except Exception:
-        return np.full((side, side, 3), 128, dtype=np.uint8)
-
-
 def _short(path: str, scan_result: Scan, limit: int = 26) -> str:
     name = os.path.basename(path)
     return name if len(name) <= limit else name[: limit - 9] + "…" + name[-8:]
-
-
-def plot_groups(rows: list[list[tuple[str, str]]], path: Path, title: str, side: int = 180) -> Path:
-    """One row per group, its images side by side, each with its caption above; ``rows`` holds
-    [(image path, caption), ...]. Drawn with Pillow: a matplotlib figure of 20 rows of images
-    took ~10x longer to lay out than the check's whole duplicate search."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    from imgai.runs import atomic_path
-
-    font = ImageFont.load_default(size=11)
-    bold = ImageFont.load_default(size=15)
-    line = 14
-    cols = max(2, min(GALLERY_WIDTH, max(len(items) for items in rows)))
-    caption_lines = max(c.count("\n") + 1 for items in rows for _p, c in items)
-    cell_w, cell_h, pad = side + 16, side + caption_lines * line + 14, 10
-    canvas = Image.new("RGB", (pad * 2 + cols * cell_w, 40 + len(rows) * cell_h), "white")
-    draw = ImageDraw.Draw(canvas)
-    draw.text((pad, 10), title, fill="black", font=bold)
-    for r, items in enumerate(rows):
-        top = 40 + r * cell_h
-        if r:
-            draw.line((pad, top - 6, canvas.width - pad, top - 6), fill=(200, 200, 200))
-        for c, (image_path, caption) in enumerate(items[:cols]):
-            left = pad + c * cell_w
-            draw.multiline_text((left, top), caption, fill="black", font=font, spacing=2)
-            thumb = Image.fromarray(_thumbnail(image_path, side))
-            canvas.paste(thumb, (left, top + caption_lines * line + 4))
-    with atomic_path(path, suffix=".png") as tmp:
-        canvas.save(tmp, format="PNG")
-    return path
 
 
 def _wrap(text: str, width: int = 34) -> str:
@@ -518,6 +474,8 @@ def _wrap(text: str, width: int = 34) -> str:
 
 def write_galleries(out: Path, findings: dict, scan_result: Scan) -> list[Path]:
     """PNG galleries: conflicts, leakage, other duplicates (a row per group), outliers."""
+    from imgai.plots import plot_image_rows
+
     written = []
     groups = findings["duplicates"]
     for name, title, chosen in (
@@ -564,7 +522,7 @@ def write_galleries(out: Path, findings: dict, scan_result: Scan) -> list[Path]:
                 ]
             )
         shown = f" (first {GALLERY_GROUPS} of {len(chosen)} groups)" if len(chosen) > GALLERY_GROUPS else ""
-        written.append(plot_groups(rows, out / name, title + shown))
+        written.append(plot_image_rows(rows, out / name, title + shown, max_columns=GALLERY_WIDTH))
     outliers = findings["outliers"][: GALLERY_GROUPS * 4]
     if outliers:
         items = [
@@ -576,7 +534,7 @@ def write_galleries(out: Path, findings: dict, scan_result: Scan) -> list[Path]:
         ]
         rows = [items[i : i + 4] for i in range(0, len(items), 4)]
         written.append(
-            plot_groups(rows, out / "gallery_outliers.png", "Outliers: unlike the rest of their class")
+            plot_image_rows(rows, out / "gallery_outliers.png", "Outliers: unlike the rest of their class")
         )
     return written
 
@@ -599,7 +557,7 @@ class CheckReport:
 
 def run_check(
     config,
-    out_dir: str | Path | None = None,
+    output_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
     label_issues: dict | None = None,
     progress: bool = True,
@@ -613,7 +571,7 @@ def run_check(
     spec = DecodeSpec.from_config(data_cfg)
     started = time.perf_counter()
     scan_result = scan(data_cfg, config.seed)
-    out = create_report_dir(out_dir)
+    out = create_report_dir(output_dir)
     log(
         f"Checking {len(scan_result.records)} images in {len(scan_result.class_names)} classes "
         f"({', '.join(f'{k}: {v}' for k, v in scan_result.folders.items())}) on {default_workers(data_cfg.workers)} "
@@ -713,14 +671,14 @@ def format_summary(report: CheckReport) -> str:
 
 
 def parse_fail_on(text: str | None) -> list[str]:
-    """``--fail-on`` as kinds; an unknown one is a usage error."""
+    """``fail_on`` (comma-separated, the CLI's ``--fail-on``) as kinds; an unknown one is a usage error."""
     if not text:
         return []
     kinds = [k.strip() for k in text.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in GATE_KINDS]
     if unknown:
         raise ImgaiError(
-            f"--fail-on: unknown kind(s) {', '.join(unknown)}: choose from {', '.join(GATE_KINDS)}"
+            f"`fail_on`: unknown kind(s) {', '.join(unknown)}: choose from {', '.join(GATE_KINDS)}"
         )
     return kinds
 
@@ -737,59 +695,3 @@ def gate(report: CheckReport, kinds: list[str]) -> tuple[bool, str]:
         f"  {'FAILED' if failed else 'PASSED'}: {len(kinds) - failed} of {len(kinds)} check(s) passed"
     )
     return failed == 0, "\n".join(lines)
-
-
-# ------------------------------------------------------------------------ warnings in training
-
-
-def _fingerprints(images: np.ndarray, samples: int = 256) -> np.ndarray:
-    """A uint64 per image from the same ``samples`` pixel bytes of each (equal images, equal
-    values; the few equal values of unequal images are ruled out by a full comparison)."""
-    flat = images.reshape(len(images), -1)
-    where = np.random.default_rng(0).choice(flat.shape[1], size=min(samples, flat.shape[1]), replace=False)
-    weights = np.random.default_rng(1).integers(1, 2**63, size=len(where), dtype=np.uint64)
-    return (flat[:, np.sort(where)].astype(np.uint64) * weights).sum(axis=1)  # wraps: a hash
-
-
-def cross_split_copies(train_images, val_images) -> int:
-    """Validation images whose decoded model input equals a training image's."""
-    if val_images is None or not hasattr(train_images, "images") or not hasattr(val_images, "images"):
-        return 0  # data.cache=none decodes while training: nothing held to compare
-    if len(train_images) == 0 or len(val_images) == 0:
-        return 0
-    train_fp = _fingerprints(train_images.images)
-    first = {}
-    for i, fp in enumerate(train_fp.tolist()):
-        first.setdefault(fp, []).append(i)
-    copies = 0
-    for j, fp in enumerate(_fingerprints(val_images.images).tolist()):
-        candidates = first.get(fp, ())
-        copies += any(np.array_equal(train_images.images[i], val_images.images[j]) for i in candidates)
-    return copies
-
-
-def training_warnings(splits, train_images, val_images) -> list[str]:
-    """One line each for empty classes, ignored files and exact train/validation copies, from
-    what training has already listed and decoded (no extra pass over the files)."""
-    lines = []
-    counts = splits.train.counts()
-    empty = [name for name, n in zip(splits.class_names, counts) if n == 0]
-    if empty:
-        lines.append(
-            f"Warning: class(es) {', '.join(empty)} have no training images but are still trained as classes: "
-            "add images or remove the folder(s) (imgai data check lists every data problem)."
-        )
-    ignored = [p for _name, fl in splits.items() for p in fl.ignored]
-    if ignored:
-        by_ext = Counter(os.path.splitext(p)[1].lower() or "(none)" for p in ignored)
-        lines.append(
-            f"Warning: {len(ignored)} file(s) in the class folders are ignored for their extension "
-            f"({', '.join(f'{e} {n}' for e, n in by_ext.most_common())}): imgai data check lists them."
-        )
-    copies = cross_split_copies(train_images, val_images)
-    if copies:
-        lines.append(
-            f"Warning: {copies} validation image(s) are identical to training images, which inflates validation "
-            "scores: imgai data check finds them and near copies; data.split_groups=near_duplicates keeps them apart."
-        )
-    return lines

@@ -37,6 +37,9 @@ FLAGS = {
     "eval.min_class_recall": "--min-class-recall",
     "eval.baseline": "--baseline",
     "eval.max_drop": "--max-drop",
+    "fail_on": "--fail-on",
+    "label_issues": "--label-issues",
+    "folds": "--folds",
 }
 SCHEMA_DEFAULT = "default: {key} in the config, see 'imgai config show'"
 

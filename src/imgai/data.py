@@ -33,6 +33,7 @@ import itertools
 import os
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -262,9 +263,9 @@ def split_files(
         train_index, val_index = _split_by_group(np.asarray(groups)[order], num_val)
         if len(train_index) == 0 or len(val_index) == 0:
             raise ImgaiError(
-                f"data.validation_split={validation_split} with whole groups kept together leaves no "
+                f"`data.validation_split`={validation_split} with whole groups kept together leaves no "
                 f"{'validation' if len(val_index) == 0 else 'training'} images: the groups are too large; "
-                "loosen data.group_pattern or set data.split_groups=none"
+                "loosen `data.group_pattern` or set `data.split_groups`=none"
             )
     train = shuffled.subset(train_index, f"{files.source} (training {1 - validation_split:.0%})")
     val = shuffled.subset(val_index, f"{files.source} (validation {validation_split:.0%})")
@@ -324,7 +325,7 @@ def split_groups(files: FileList, data_cfg, hashes=None) -> np.ndarray | None:
             key = match.group(1) if regex.groups else match.group(0)
             join(i, first.setdefault(key, i))
     if by_duplicates:
-        from imgai.dedupe import hash_files, near_pairs
+        from imgai.dedupe import near_pairs
 
         if hashes is None:
             made = hash_files(files.paths, DecodeSpec.from_config(data_cfg), data_cfg.workers)
@@ -687,3 +688,67 @@ def write_skipped(path: str | Path, skipped: list[tuple[str, str]]) -> None:
     from imgai.runs import atomic_write_text
 
     atomic_write_text(path, "".join(f"{p}\t{reason}\n" for p, reason in skipped))
+
+
+# ------------------------------------------------------------ hashes and warnings for training
+
+
+@dataclass
+class Hashes:
+    ok: np.ndarray  # (n,) bool: decoded
+    phash: np.ndarray  # (n,) uint64, 0 where not decoded
+    digest: list[str | None]
+
+
+def hash_files(paths: list[str], spec, workers: int = 0) -> Hashes:
+    """Perceptual hashes and pixel digests of ``paths`` through the training decode (one pass,
+    the resized images are not kept)."""
+    from imgai.dedupe import luma, phash, pixel_digest, small_copy
+
+    n = len(paths)
+    ph = np.zeros(n, dtype=np.uint64)
+    digests: list[str | None] = [None] * n
+    ok = np.zeros(n, dtype=bool)
+
+    def inspect(index: int, data: bytes, rgb: np.ndarray) -> None:
+        ph[index] = phash(luma(small_copy(rgb)))
+        digests[index] = pixel_digest(rgb)
+
+    for index, _image, reason in decode_files(
+        paths,
+        spec,
+        workers,
+        store=lambda index, image: None,
+        inspect=inspect,
+    ):
+        ok[index] = reason is None
+    return Hashes(ok, ph, digests)
+
+
+def training_warnings(splits, train_images, val_images) -> list[str]:
+    """One line each for empty classes, ignored files and exact train/validation copies, from
+    what training has already listed and decoded (no extra pass over the files)."""
+    lines = []
+    counts = splits.train.counts()
+    empty = [name for name, n in zip(splits.class_names, counts) if n == 0]
+    if empty:
+        lines.append(
+            f"Warning: class(es) {', '.join(empty)} have no training images but are still trained as classes: "
+            "add images or remove the folder(s) (imgai data check lists every data problem)."
+        )
+    ignored = [p for _name, fl in splits.items() for p in fl.ignored]
+    if ignored:
+        by_ext = Counter(os.path.splitext(p)[1].lower() or "(none)" for p in ignored)
+        lines.append(
+            f"Warning: {len(ignored)} file(s) in the class folders are ignored for their extension "
+            f"({', '.join(f'{e} {n}' for e, n in by_ext.most_common())}): imgai data check lists them."
+        )
+    from imgai.dedupe import cross_split_copies
+
+    copies = cross_split_copies(train_images, val_images)
+    if copies:
+        lines.append(
+            f"Warning: {copies} validation image(s) are identical to training images, which inflates validation "
+            "scores: imgai data check finds them and near copies; data.split_groups=near_duplicates keeps them apart."
+        )
+    return lines

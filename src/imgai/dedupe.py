@@ -25,7 +25,7 @@ chunks, so buckets hold n/64 hashes each and prune little).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import os
 
 import numpy as np
 
@@ -112,9 +112,8 @@ def near_pairs(hashes: np.ndarray, max_distance: int, tile: int = 512, workers: 
                 found.append(np.stack([i + r0, j + c0], axis=1))
         return found
 
-    from imgai.data import default_workers
-
-    with ThreadPoolExecutor(max_workers=default_workers(workers)) as pool:
+    threads = workers if workers > 0 else max(1, os.cpu_count() or 1)  # as data.default_workers
+    with ThreadPoolExecutor(max_workers=threads) as pool:
         found = [part for parts in pool.map(band, range(0, n, tile)) for part in parts]
     return np.concatenate(found).astype(np.int64) if found else np.empty((0, 2), dtype=np.int64)
 
@@ -138,33 +137,27 @@ def components(n: int, pairs: np.ndarray) -> np.ndarray:
     return np.asarray([find(i) for i in range(n)], dtype=np.int64)
 
 
-@dataclass
-class Hashes:
-    ok: np.ndarray  # (n,) bool: decoded
-    phash: np.ndarray  # (n,) uint64, 0 where not decoded
-    digest: list[str | None]
+def _fingerprints(images: np.ndarray, samples: int = 256) -> np.ndarray:
+    """A uint64 per image from the same ``samples`` pixel bytes of each (equal images, equal
+    values; the few equal values of unequal images are ruled out by a full comparison)."""
+    flat = images.reshape(len(images), -1)
+    where = np.random.default_rng(0).choice(flat.shape[1], size=min(samples, flat.shape[1]), replace=False)
+    weights = np.random.default_rng(1).integers(1, 2**63, size=len(where), dtype=np.uint64)
+    return (flat[:, np.sort(where)].astype(np.uint64) * weights).sum(axis=1)  # wraps: a hash
 
 
-def hash_files(paths: list[str], spec, workers: int = 0) -> Hashes:
-    """Perceptual hashes and pixel digests of ``paths`` through the training decode (one pass,
-    the resized images are not kept)."""
-    from imgai.data import decode_files
-
-    n = len(paths)
-    ph = np.zeros(n, dtype=np.uint64)
-    digests: list[str | None] = [None] * n
-    ok = np.zeros(n, dtype=bool)
-
-    def inspect(index: int, data: bytes, rgb: np.ndarray) -> None:
-        ph[index] = phash(luma(small_copy(rgb)))
-        digests[index] = pixel_digest(rgb)
-
-    for index, _image, reason in decode_files(
-        paths,
-        spec,
-        workers,
-        store=lambda index, image: None,
-        inspect=inspect,
-    ):
-        ok[index] = reason is None
-    return Hashes(ok, ph, digests)
+def cross_split_copies(train_images, val_images) -> int:
+    """Validation images whose decoded model input equals a training image's."""
+    if val_images is None or not hasattr(train_images, "images") or not hasattr(val_images, "images"):
+        return 0  # data.cache=none decodes while training: nothing held to compare
+    if len(train_images) == 0 or len(val_images) == 0:
+        return 0
+    train_fp = _fingerprints(train_images.images)
+    first = {}
+    for i, fp in enumerate(train_fp.tolist()):
+        first.setdefault(fp, []).append(i)
+    copies = 0
+    for j, fp in enumerate(_fingerprints(val_images.images).tolist()):
+        candidates = first.get(fp, ())
+        copies += any(np.array_equal(train_images.images[i], val_images.images[j]) for i in candidates)
+    return copies

@@ -2,7 +2,7 @@
 
 Every readable image gets a predicted probability from a model that never saw it: the files are
 split into K folds (stratified by class, seeded), and for each fold imgai's own training
-(:func:`imgai.train._fit`, the code ``imgai train`` runs, with the same config) learns the other
+(:func:`imgai.train.train_on_splits`, the steps ``imgai train`` runs, with the same config) learns the other
 K-1 folds in a temporary run folder; the held-out fold is then decoded and scored with
 :func:`imgai.predict.run_inference`. ``cleanlab.filter.find_label_issues`` ranks the files whose
 given label disagrees with these out-of-fold probabilities (Northcutt et al., confident learning).
@@ -54,7 +54,7 @@ def out_of_fold_probabilities(
     from imgai.data import DecodeSpec, FileList, Splits, load_images
     from imgai.predict import run_inference
     from imgai.runs import create_run_dir
-    from imgai.train import _fit
+    from imgai.train import train_on_splits
 
     fold = stratified_folds(labels, folds, config.seed)
     files = FileList(list(paths), np.asarray(labels, dtype=np.int32), class_names)
@@ -67,15 +67,10 @@ def out_of_fold_probabilities(
             train = files.subset(np.flatnonzero(fold != k), f"folds other than {k + 1}")
             run_dir = create_run_dir(tmp, f"fold{k + 1}")
             with contextlib.redirect_stdout(io.StringIO()):  # Keras's per-epoch lines
-                result = _fit(config, Splits(train, None, None), run_dir, None, lambda _message: None)
-            decoded = load_images(
-                files.subset(held),
-                spec.image_size,
-                spec.color_mode,
-                spec.interpolation,
-                config.data.workers,
-                progress=False,
-            )
+                result = train_on_splits(
+                    config, Splits(train, None, None), run_dir, log=lambda _message: None
+                )
+            decoded = load_images(files.subset(held), spec, workers=config.data.workers, progress=False)
             if decoded.skipped:
                 raise ImgaiError(
                     f"'{decoded.skipped[0][0]}' could not be read a second time: {decoded.skipped[0][1]}"
@@ -105,18 +100,18 @@ def find_label_issues(
     try:
         import cleanlab.filter
     except ImportError:
-        raise ImgaiError("--label-issues needs cleanlab: pip install 'imgai[check]'") from None
+        raise ImgaiError("`label_issues` needs cleanlab: pip install 'imgai[check]'") from None
     records = [r for r in scan_result.records if r.ok]
     names = scan_result.class_names
     present = sorted({r.label for r in records})
     if len(present) < 2:
-        raise ImgaiError("--label-issues needs readable images of at least 2 classes")
+        raise ImgaiError("`label_issues` needs readable images of at least 2 classes")
     counts = np.bincount([r.label for r in records], minlength=len(names))
     if counts[present].min() < folds:
         small = names[present[int(np.argmin(counts[present]))]]
         raise ImgaiError(
-            f"class '{small}' has {counts[present].min()} readable images, fewer than --folds {folds}: "
-            "lower --folds or add images"
+            f"class '{small}' has {counts[present].min()} readable images, fewer than `folds` {folds}: "
+            "lower `folds` or add images"
         )
     if epochs is not None:
         config = config.model_copy(update={"train": config.train.model_copy(update={"epochs": epochs})})
@@ -164,7 +159,7 @@ def write_issues_csv(path: Path, issues: list[dict]) -> None:
 
 
 def write_gallery(path: Path, issues: list[dict], total: int) -> Path:
-    from imgai.check import plot_groups
+    from imgai.plots import plot_image_rows
 
     items = [
         (
@@ -177,4 +172,4 @@ def write_gallery(path: Path, issues: list[dict], total: int) -> Path:
     ]
     rows = [items[k : k + 4] for k in range(0, len(items), 4)]
     shown = f" (first {len(issues)} of {total})" if total > len(issues) else ""
-    return plot_groups(rows, path, f"Likely label errors, most likely first{shown}")
+    return plot_image_rows(rows, path, f"Likely label errors, most likely first{shown}")

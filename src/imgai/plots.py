@@ -1,4 +1,5 @@
-"""PNG plots for evaluation reports and explanations (matplotlib, no display needed).
+"""PNG plots for evaluation reports and explanations (matplotlib, no display needed), and rows of
+image files side by side for review galleries (Pillow).
 
 matplotlib is imported inside each function and used without pyplot (figures render through Agg,
 no display needed), so importing imgai (and ``imgai --help``) stays light and a notebook's
@@ -133,3 +134,49 @@ def plot_gallery(images: list[np.ndarray], captions: list[str], path: str | Path
         ax.set_title(caption, fontsize=9)
     fig.suptitle(title)
     return save_figure(fig, path)
+
+
+def thumbnail(path: str, side: int = 160) -> np.ndarray:
+    """A display copy of an image file, EXIF-rotated, fit into side x side (a gray square if unreadable)."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (side, side))
+            img = ImageOps.exif_transpose(img).convert("RGB")
+            return np.asarray(ImageOps.contain(img, (side, side)))  # small images scaled up too
+    except Exception:
+        return np.full((side, side, 3), 128, dtype=np.uint8)
+
+
+def plot_image_rows(
+    rows: list[list[tuple[str, str]]], path: str | Path, title: str, side: int = 180, max_columns: int = 6
+) -> Path:
+    """One row per group, its images side by side, each with its caption above; ``rows`` holds
+    [(image path, caption), ...]. Drawn with Pillow: a matplotlib figure of 20 rows of images
+    took ~10x longer to lay out than the check's whole duplicate search."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from imgai.runs import atomic_path
+
+    font = ImageFont.load_default(size=11)
+    bold = ImageFont.load_default(size=15)
+    line = 14
+    cols = max(2, min(max_columns, max(len(items) for items in rows)))
+    caption_lines = max(c.count("\n") + 1 for items in rows for _p, c in items)
+    cell_w, cell_h, pad = side + 16, side + caption_lines * line + 14, 10
+    canvas = Image.new("RGB", (pad * 2 + cols * cell_w, 40 + len(rows) * cell_h), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((pad, 10), title, fill="black", font=bold)
+    for r, items in enumerate(rows):
+        top = 40 + r * cell_h
+        if r:
+            draw.line((pad, top - 6, canvas.width - pad, top - 6), fill=(200, 200, 200))
+        for c, (image_path, caption) in enumerate(items[:cols]):
+            left = pad + c * cell_w
+            draw.multiline_text((left, top), caption, fill="black", font=font, spacing=2)
+            thumb = Image.fromarray(thumbnail(image_path, side))
+            canvas.paste(thumb, (left, top + caption_lines * line + 4))
+    with atomic_path(path, suffix=".png") as tmp:
+        canvas.save(tmp, format="PNG")
+    return path

@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from imgai import __version__
-from imgai.check import training_warnings
 from imgai.config import Config, dump_config, load_config
-from imgai.data import DecodeSpec, Splits, resolve_splits, write_skipped
+from imgai.data import DecodeSpec, Splits, resolve_splits, training_warnings, write_skipped
 from imgai.errors import ImgaiError
 from imgai.modelfile import ModelInfo
 from imgai.runs import (
@@ -340,6 +339,17 @@ def train(
         if not (run_dir / LAST_MODEL).exists():
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+
+
+def train_on_splits(
+    config: Config, splits: Splits, run_dir: str | Path, log: Callable[[str], None] = print
+) -> TrainResult:
+    """Train ``config`` from epoch 1 on ``splits`` as given (no split of its own) into the existing
+    folder ``run_dir``; ``result.model`` is the trained model. The same steps as :func:`train`, for
+    callers that train several models on splits they made, such as the folds of
+    ``imgai data check --label-issues``."""
+    check_tensorboard(config)
+    return _fit(config, splits, Path(run_dir), None, log)
 
 
 def resume(
