@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Images/s of data-parallel training on 1 vs N devices, and what the distributed path costs.
 
-Trains imgai's model on synthetic uint8 batches through imgai's own batches (``ArrayBatches``),
+Trains imgai's model on synthetic uint8 batches through imgai's own batches (``ImageBatches``),
 side by side in one process on the JAX backend:
 
 * ``plain``: no distribution (one device, as ``train.distribution: none``);
@@ -41,8 +41,9 @@ def _measure(args) -> dict:
     import jax
     import numpy as np
 
-    from imgai.batches import ArrayBatches
+    from imgai.batches import ImageBatches
     from imgai.config import ModelConfig
+    from imgai.data import DecodedImages
     from imgai.models import create_model
 
     devices = jax.devices()
@@ -53,6 +54,7 @@ def _measure(args) -> dict:
     images = rng.integers(0, 256, size=(args.batch_size * args.steps, *size, 3), dtype=np.uint8)
     labels = rng.integers(0, 5, size=len(images))
     names = [f"{d.platform}:{d.id}" for d in devices]
+    store = DecodedImages(images=images, labels=labels, paths=[""] * len(labels))
 
     def run(mode: str) -> float:
         distribution = None
@@ -67,7 +69,7 @@ def _measure(args) -> dict:
             )
             model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
             multiple = 1 if mode == "plain" else (1 if mode == "dp1" else args.devices)
-            batches = ArrayBatches(images, labels, 5, args.batch_size, shuffle=True, multiple=multiple)
+            batches = ImageBatches(store, 5, args.batch_size, shuffle=True, multiple=multiple)
             model.fit(batches, epochs=1, verbose=0)  # compile
             start = time.perf_counter()
             model.fit(batches, epochs=1, verbose=0)

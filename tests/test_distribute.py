@@ -181,7 +181,6 @@ TRAIN_TWICE = """
     import json
     import keras
     from imgai.config import load_config
-from imgai.data import DecodedImages
     from imgai.errors import ImgaiError
     from imgai.train import train
 
