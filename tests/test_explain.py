@@ -204,7 +204,7 @@ JAX_GRAD_CAM = """
 import json, sys
 import numpy as np
 from imgai.explain import grad_cam
-from imgai.models import load_model
+from imgai.modelfile import load_model
 model, _ = load_model(sys.argv[1])
 result = grad_cam(model, np.load(sys.argv[2]))
 print(json.dumps({"heatmaps": result.heatmaps.tolist(), "classes": result.class_indices.tolist(),

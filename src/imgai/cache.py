@@ -97,7 +97,13 @@ class StreamedImages:
         return (np.stack(rows) if rows else np.zeros((0,), np.uint8)), np.asarray(kept, dtype=np.int64)
 
     def batches(
-        self, num_classes: int, batch_size: int, shuffle: bool = False, seed: int = 0, epoch: int = 0
+        self,
+        num_classes: int,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch: int = 0,
+        **sharding,
     ):
         from imgai.batches import ImageBatches  # imports Keras
 
@@ -111,6 +117,7 @@ class StreamedImages:
             epoch=epoch,
             workers=workers,
             max_queue_size=max(4, 2 * workers),
+            **sharding,
         )
 
 

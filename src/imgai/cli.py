@@ -65,6 +65,14 @@ def _echo(text: str) -> None:
     click.echo(text)
 
 
+def _single_device_note(model_path, command: str) -> None:
+    from imgai.distribute import single_device_note
+
+    note = single_device_note(model_path, command)
+    if note:
+        click.echo(note, err=True)  # stderr: predictions may be going to stdout
+
+
 def _load_keras() -> None:
     from imgai.quiet import import_keras
 
@@ -130,10 +138,36 @@ def cli(verbose: bool) -> None:
     help="Continue RUN (a run folder, or a name under output.dir) from its last completed epoch; "
     "train.epochs=N extends a finished run.",
 )
+@click.option(
+    "--num-processes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes (usually one per machine) that train this run together; default: "
+    "KERAS_DISTRIBUTION_NUM_PROCESSES, else 1.",
+)
+@click.option(
+    "--process-id",
+    type=int,
+    default=None,
+    help="This process's number, 0 to N-1; process 0 writes the run. Default: KERAS_DISTRIBUTION_PROCESS_ID.",
+)
+@click.option(
+    "--coordinator",
+    default=None,
+    metavar="HOST:PORT",
+    help="Where process 0 listens (its host and a free port); default: the first address of "
+    "KERAS_DISTRIBUTION_JOB_ADDRESSES.",
+)
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @_handle_errors
 def train(
-    configs: tuple[str, ...], name: str | None, resume_run: str | None, overrides: tuple[str, ...]
+    configs: tuple[str, ...],
+    name: str | None,
+    resume_run: str | None,
+    num_processes: int | None,
+    process_id: int | None,
+    coordinator: str | None,
+    overrides: tuple[str, ...],
 ) -> None:
     """Train a model; writes runs/<name>/ with best.keras, last.keras, history.csv, config.yaml.
 
@@ -145,7 +179,21 @@ def train(
     Interrupted or finished runs continue where they stopped:
       imgai train --resume runs/flowers
       imgai train --resume runs/flowers train.epochs=30
+    \b
+    Several processes (JAX backend; see docs/distributed.md), here two on one machine:
+      imgai train -c cfg.yaml --num-processes 2 --process-id 0 --coordinator 127.0.0.1:7777
+      imgai train -c cfg.yaml --num-processes 2 --process-id 1 --coordinator 127.0.0.1:7777
     """
+    from imgai.distribute import cluster_from
+
+    try:
+        cluster = cluster_from(num_processes, process_id, coordinator)  # light checks first
+    except ImgaiError as exc:  # the library speaks in parameter names; the CLI in its flags
+        raise ImgaiError(
+            exc.message.replace("num_processes=", "--num-processes ")
+            .replace("process_id=", "--process-id ")
+            .replace("pass coordinator=HOST:PORT", "pass --coordinator HOST:PORT")
+        ) from None
     if resume_run is not None:
         if configs or name:
             raise ImgaiError("--resume continues a run with its own saved config: drop --config and --name")
@@ -156,7 +204,7 @@ def train(
         _load_keras()
         from imgai.train import resume
 
-        resume(run_dir, overrides, log=_echo)
+        resume(run_dir, overrides, log=_echo, cluster=cluster)
         return
     from imgai.config import load_config
 
@@ -164,7 +212,7 @@ def train(
     _load_keras()
     from imgai.train import train as run_training
 
-    run_training(config, name=name, log=_echo)
+    run_training(config, name=name, log=_echo, cluster=cluster)
 
 
 # ------------------------------------------------------------------------------------ eval
@@ -293,6 +341,7 @@ def eval_cmd(
     if runs_dir is None and configs:
         runs_dir = load_sections(configs, ("output",)).output.dir
     path = resolve_model_path(model_path, run, runs_dir)
+    _single_device_note(path, "eval")
     settings = eval_settings(  # usage mistakes exit 2 before TensorFlow loads
         path,
         configs,
@@ -400,6 +449,7 @@ def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size) ->
     if output is not None and not Path(output).parent.resolve().is_dir():
         raise ImgaiError(f"cannot write '{output}': folder '{Path(output).parent}' does not exist")
     path = resolve_model_path(model_path, run, runs_dir)
+    _single_device_note(path, "predict")
     infer = _run_settings(path, ("infer",)).infer
     top_k = infer.top_k if top_k is None else top_k
     fmt = infer.format if fmt is None else fmt

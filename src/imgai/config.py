@@ -61,7 +61,12 @@ class DataConfig(_Section):
         description="Resize filter, used by the loader (OpenCV) and by the resize layer in the "
         "model (Keras); both without antialiasing, as keras.utils.image_dataset_from_directory.",
     )
-    batch_size: int = Field(32, ge=1, description="Images per training step.")
+    batch_size: int = Field(
+        32,
+        ge=1,
+        description="Images per training step: the global batch, split over every device and process of "
+        "the run (see train.distribution).",
+    )
     shuffle: bool = Field(True, description="Shuffle the file list before splitting and every epoch.")
     workers: int = Field(0, ge=0, description="Threads that decode images; 0 = one per CPU core.")
     cache: Literal["auto", "memory", "disk", "none"] = Field(
@@ -403,6 +408,25 @@ class TrainConfig(_Section):
         "(fewer Python round trips; the learning rate then changes once per call).",
     )
 
+    # Several devices / processes (imgai.distribute)
+    distribution: Literal["none", "auto", "data_parallel"] = Field(
+        "auto",
+        description="none: one device; data_parallel: every device of train.devices, the model copied on each "
+        "and each global batch split over them; auto: data_parallel when the machine has more than one GPU/TPU "
+        "or the run has several processes (--num-processes), else none. data.batch_size is the global batch.",
+    )
+    devices: Literal["all"] | int | list[int] = Field(
+        "all",
+        description="Devices of each machine used by data_parallel: all, a count (the first N), or a list "
+        "of device numbers such as [0, 2].",
+    )
+    distributed_timeout: float = Field(
+        300.0,
+        gt=0.0,
+        description="Seconds a process of a multi-process run waits for the coordinator at start, or for "
+        "the other processes during training, before the run ends with an error.",
+    )
+
     @field_validator("class_weight", mode="before")
     @classmethod
     def _balanced_or_mapping(cls, value: Any) -> Any:
@@ -415,6 +439,22 @@ class TrainConfig(_Section):
     def _positive_weights(cls, value: Any) -> Any:
         if isinstance(value, dict) and any(w <= 0 for w in value.values()):
             raise ValueError("every class weight must be greater than 0")
+        return value
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _all_count_or_list(cls, value: Any) -> Any:
+        if isinstance(value, bool) or (isinstance(value, str) and value != "all"):
+            raise ValueError("use all, a number of devices, or a list of device numbers such as [0, 1]")
+        return value
+
+    @field_validator("devices")
+    @classmethod
+    def _some_devices(cls, value: Any) -> Any:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("use at least 1 device, or all")
+        if isinstance(value, list) and (not value or len(set(value)) != len(value) or min(value) < 0):
+            raise ValueError("list each device number (0, 1, ...) once, at least one")
         return value
 
     @field_validator("fine_tune_layers")

@@ -149,7 +149,13 @@ class DecodedImages:
         return self.images[indices], indices
 
     def batches(
-        self, num_classes: int, batch_size: int, shuffle: bool = False, seed: int = 0, epoch: int = 0
+        self,
+        num_classes: int,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch: int = 0,
+        **sharding,
     ):
         """A ``keras.utils.PyDataset`` of (uint8 pixels 0..255, float32 one-hot labels).
         ``epoch``: epochs already done (a resumed run continues the shuffling order).
@@ -159,7 +165,10 @@ class DecodedImages:
         """
         from imgai.batches import ImageBatches  # imports Keras
 
-        return ImageBatches(self, num_classes, batch_size, shuffle=shuffle, seed=seed, epoch=epoch)
+        # sharding: shard / multiple / pad of ImageBatches, for several devices and processes
+        return ImageBatches(
+            self, num_classes, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, **sharding
+        )
 
 
 def _is_hidden(name: str) -> bool:

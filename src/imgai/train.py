@@ -22,6 +22,7 @@ from typing import Any
 from imgai import __version__
 from imgai.config import Config, dump_config, load_config
 from imgai.data import DecodeSpec, Splits, resolve_splits, training_warnings, write_skipped
+from imgai.distribute import Cluster, Plan
 from imgai.errors import ImgaiError
 from imgai.modelfile import ModelInfo
 from imgai.runs import (
@@ -93,14 +94,16 @@ def model_metadata(config: Config, class_names: list[str]) -> ModelInfo:
     )
 
 
-def _decode_splits(splits: Splits, config: Config, run_dir: Path, log: Callable[[str], None]):
+def _decode_splits(
+    splits: Splits, config: Config, run_dir: Path, log: Callable[[str], None], writes: bool = True
+):
     """(training images, validation images or None, skipped files): image stores held where
     ``data.cache`` says, the unreadable files listed in the run folder."""
     from imgai.cache import prepare_splits
 
     train, val = prepare_splits(splits.train, splits.val, config.data, log)
     skipped = train.skipped + (val.skipped if val is not None else [])
-    if skipped:
+    if skipped and writes:
         write_skipped(run_dir / SKIPPED_FILE, skipped)
         log(f"Skipped {len(skipped)} unreadable file(s); listed in {run_dir / SKIPPED_FILE}")
     if len(train) == 0:
@@ -165,7 +168,7 @@ def _make_learning_rate_control(train_cfg, steps_per_epoch: int, state, batches)
     return LearningRateControl()
 
 
-def _make_history_writer(path: Path):
+def _make_history_writer(path: Path, writes: bool = True):
     import keras
 
     class HistoryWriter(keras.callbacks.Callback):
@@ -173,6 +176,8 @@ def _make_history_writer(path: Path):
         once; a resumed run keeps the file's columns."""
 
         def on_epoch_end(self, epoch, logs=None):
+            if not writes:  # another process of the run writes
+                return
             logs = {k: float(v) for k, v in (logs or {}).items()}
             header: list[str] | None = None
             if path.exists() and path.stat().st_size > 0:
@@ -191,10 +196,20 @@ def _make_history_writer(path: Path):
 
 
 def _make_epoch_keeper(
-    run_dir: Path, train_cfg, monitor: str, mode: str, metadata: ModelInfo, state, log: Callable[[str], None]
+    run_dir: Path,
+    train_cfg,
+    monitor: str,
+    mode: str,
+    metadata: ModelInfo,
+    state,
+    log: Callable[[str], None],
+    plan: Plan | None = None,
 ):
     """After each epoch: best value, early stopping and plateau bookkeeping, then last.keras
-    (with the resume state inside) and best.keras, each written atomically."""
+    (with the resume state inside) and best.keras, each written atomically. Every process of a
+    multi-process run keeps the books (the metrics are global, so they all stop together); only
+    the writer (process 0) saves."""
+    plan = plan or Plan()
     import keras
 
     from imgai.modelfile import save_model
@@ -240,7 +255,10 @@ def _make_epoch_keeper(
                         )
             state.epoch = epoch + 1
             state.rng = capture_rng(self.model)
-            save_model(self.model, run_dir / LAST_MODEL, metadata, {RESUME_MEMBER: state.to_json()})
+            if not plan.is_writer:
+                return
+            with plan.writing():
+                save_model(self.model, run_dir / LAST_MODEL, metadata, {RESUME_MEMBER: state.to_json()})
             if improved:
                 copy_atomically(run_dir / LAST_MODEL, run_dir / BEST_MODEL)
 
@@ -275,8 +293,9 @@ def _stages(config: Config) -> list[tuple[str, int, int]]:
     return stages + [("fine_tune", after, total)]
 
 
-def _compile(model, config: Config, stage: str, metrics: list) -> float:
-    """Compile for ``stage`` with a fresh optimizer; returns the stage's peak learning rate."""
+def _compile(model, config: Config, stage: str, metrics: list, weighted: bool = False) -> float:
+    """Compile for ``stage`` with a fresh optimizer; returns the stage's peak learning rate.
+    ``weighted``: the metrics honour sample weights (validation padded for several devices)."""
     from imgai.optim import build_loss, build_optimizer
 
     train_cfg = config.train
@@ -286,7 +305,8 @@ def _compile(model, config: Config, stage: str, metrics: list) -> float:
     model.compile(
         optimizer=build_optimizer(train_cfg, peak),
         loss=build_loss(train_cfg),
-        metrics=metrics,
+        metrics=None if weighted else metrics,
+        weighted_metrics=metrics if weighted else None,
         jit_compile=train_cfg.jit_compile,
         steps_per_execution=train_cfg.steps_per_execution,
     )
@@ -320,19 +340,25 @@ def train(
     name: str | None = None,
     log: Callable[[str], None] = print,
     callbacks: list | None = None,
+    cluster: Cluster | None = None,
 ) -> TrainResult:
     """Train ``config`` into a new run folder and return where the best model is.
 
     ``callbacks``: Keras callbacks passed to ``model.fit`` after imgai's own (which write the
-    checkpoints and history), e.g. for MLflow or custom logging."""
+    checkpoints and history), e.g. for MLflow or custom logging. ``cluster``: this process's place
+    in a multi-process run (see :mod:`imgai.distribute`)."""
     check_tensorboard(config)
+    plan, log = _plan(config, cluster, log)  # joins the other processes; fails before writing
     splits = resolve_splits(config.data, config.seed)  # fail on data problems before creating anything
+    if not plan.is_writer:  # process 0 picks and writes the run folder
+        placeholder = Path(config.output.dir) / "(process 0's run)"
+        return _fit(config, splits, placeholder, None, log, callbacks, plan)
     run_dir = create_run_dir(config.output.dir, name or config.output.name)
     atomic_write_text(run_dir / CONFIG_FILE, dump_config(_resolved_for_saving(config)))
     atomic_write_text(run_dir / CLASSES_FILE, "".join(f"{c}\n" for c in splits.class_names))
     log(f"Run folder: {run_dir}")
     try:
-        return _fit(config, splits, run_dir, None, log, callbacks)
+        return _fit(config, splits, run_dir, None, log, callbacks, plan)
     except ImgaiError:
         # A mistake found before the first checkpoint (a missing weights file, an image size the
         # model cannot take, ...) leaves no half-made run folder behind to be mistaken for a run.
@@ -358,27 +384,23 @@ def resume(
     runs_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
     callbacks: list | None = None,
+    cluster: Cluster | None = None,
 ) -> TrainResult:
     """Continue ``run`` from its last completed epoch, exactly where it stopped.
 
     ``overrides`` may only change :data:`imgai.resume.RESUMABLE_KEYS`; ``train.epochs=N``
-    extends a finished run. ``callbacks``: as for :func:`train`.
+    extends a finished run. ``callbacks``: as for :func:`train`. Any number of processes may
+    continue a run (``cluster``): the order of the data depends on the seed and the epoch only;
+    every process reads the run folder.
     """
-    from imgai.resume import (
-        TrainState,
-        check_resume_overrides,
-        find_run,
-        read_state,
-        reconcile_best,
-        remove_temporaries,
-        truncate_history,
-    )
+    from imgai.resume import TrainState, check_resume_overrides, find_run, read_state
 
     run_dir = find_run(run, runs_dir)
     check_resume_overrides(overrides)
     config = load_config([run_dir / CONFIG_FILE], overrides)
     last = run_dir / LAST_MODEL
     check_tensorboard(config)
+    plan, log = _plan(config, cluster, log)
     state = read_state(last) if last.is_file() else None
     if last.is_file() and state is None:
         raise ImgaiError(
@@ -402,6 +424,34 @@ def resume(
             f"the classes in the data folder changed since run '{run_dir.name}' started "
             f"(see {run_dir / CLASSES_FILE}): restore the data or start a new run"
         )
+    if plan.is_writer:
+        _reconcile_run(run_dir, config, state, log)
+    log(f"Resuming run {run_dir.name} from epoch {state.epoch + 1} of {config.train.epochs}.")
+    if state.best_value is not None:
+        log(
+            f"Best so far: {state.best_value:.4f} at epoch {state.best_epoch} (train.monitor {config.train.monitor})."
+        )
+    return _fit(config, splits, run_dir, state if state.epoch > 0 else None, log, callbacks, plan)
+
+
+def _plan(config: Config, cluster: Cluster | None, log: Callable[[str], None]) -> tuple[Plan, Callable]:
+    """The distribution plan, and the log of this process: processes other than 0 say one line."""
+    from imgai.distribute import plan
+
+    chosen = plan(config, cluster, log)
+    if chosen.is_writer:
+        return chosen, log
+    log(
+        f"Process {chosen.process_id} of {chosen.num_processes}: training on its share of every batch; "
+        "process 0 writes the run folder, checkpoints and logs."
+    )
+    return chosen, lambda text: None
+
+
+def _reconcile_run(run_dir: Path, config: Config, state, log: Callable[[str], None]) -> None:
+    """Bring an interrupted run folder back to its last checkpoint (process 0 only)."""
+    from imgai.resume import reconcile_best, remove_temporaries, truncate_history
+
     stale = remove_temporaries(run_dir)
     if stale:
         log(f"Removed {len(stale)} half-written temporary file(s) left by the interrupted process.")
@@ -414,12 +464,6 @@ def resume(
     if reconcile_best(run_dir, state):
         log(f"best.keras restored from last.keras (epoch {state.epoch}, its best).")
     atomic_write_text(run_dir / CONFIG_FILE, dump_config(config))  # keeps an extended train.epochs
-    log(f"Resuming run {run_dir.name} from epoch {state.epoch + 1} of {config.train.epochs}.")
-    if state.best_value is not None:
-        log(
-            f"Best so far: {state.best_value:.4f} at epoch {state.best_epoch} (train.monitor {config.train.monitor})."
-        )
-    return _fit(config, splits, run_dir, state if state.epoch > 0 else None, log, callbacks)
 
 
 def _monitor(config: Config, splits: Splits, log: Callable[[str], None]) -> tuple[str, str]:
@@ -465,7 +509,7 @@ def _build_model(config: Config, class_names: list[str]):
 
 
 def _compile_and_restore(
-    model, config: Config, stage: str, metrics: list, run_dir: Path, state, log
+    model, config: Config, stage: str, metrics: list, run_dir: Path, state, log, weighted: bool = False
 ) -> float:
     """Compile for ``stage`` (the checkpoint's stage when resuming: its optimizer's variables must
     match), then load the checkpoint's weights, optimizer and random state if ``state`` is given.
@@ -476,7 +520,7 @@ def _compile_and_restore(
 
     if stage == "fine_tune":
         _unfreeze(model, config, log)
-    peak = _compile(model, config, stage, metrics)
+    peak = _compile(model, config, stage, metrics, weighted)
     if state is not None:
         # Weights and optimizer state (moments, step counter = the schedule's position).
         model.optimizer.build(model.trainable_variables)
@@ -500,38 +544,48 @@ def _class_weights(config: Config, train_images, class_names: list[str], log: Ca
     return weights
 
 
-def _batches(config: Config, train_images, val_images, num_classes: int, epoch: int, log):
-    """(training batches, augmented and at ``epoch``; validation batches or None)."""
+def _batches(config: Config, train_images, val_images, num_classes: int, epoch: int, log, plan: Plan):
+    """(training batches, augmented and at ``epoch``; validation batches or None). Each process
+    serves its share of every global batch, split evenly over the devices (imgai.batches)."""
     from imgai.augment import augment_batches, describe
 
     batch = config.data.batch_size
+    sharding = {"shard": plan.shard(), "multiple": plan.batch_multiple}
     train_batches = train_images.batches(
-        num_classes, batch, shuffle=config.data.shuffle, seed=config.seed, epoch=epoch
+        num_classes, batch, shuffle=config.data.shuffle, seed=config.seed, epoch=epoch, **sharding
     )
-    # Augmentation is its own compiled step on each training batch, never part of the model.
+    # Augmentation is its own compiled step on each training batch, never part of the model;
+    # each process draws its own random changes for its share of the batch.
+    augment_seed = config.seed + 1_000_003 * plan.process_id
     train_batches = augment_batches(
-        train_batches, config.augment, DecodeSpec.from_config(config.data), config.seed
+        train_batches, config.augment, DecodeSpec.from_config(config.data), augment_seed
     )
     log(f"Augmentation: {describe(config.augment)}.")
     val_batches = (
-        val_images.batches(num_classes, batch) if val_images is not None and len(val_images) else None
+        val_images.batches(num_classes, batch, pad=True, **sharding)
+        if val_images is not None and len(val_images)
+        else None
     )
     return train_batches, val_batches
 
 
-def _callbacks(config, run_dir, monitor, mode, class_names, state, lr_control, user_callbacks, log) -> list:
-    """imgai's callbacks (learning rate, history.csv, checkpoints, TensorBoard), then the caller's."""
+def _callbacks(
+    config, run_dir, monitor, mode, class_names, state, lr_control, user_callbacks, log, plan, extra
+) -> list:
+    """imgai's callbacks (validation padding correction, learning rate, the watchdog, history.csv,
+    checkpoints, TensorBoard), then the caller's."""
     import keras
 
     train_cfg = config.train
     callbacks = [
+        *extra,
         lr_control,
-        _make_history_writer(run_dir / HISTORY_FILE),
+        _make_history_writer(run_dir / HISTORY_FILE, plan.is_writer),
         _make_epoch_keeper(
-            run_dir, train_cfg, monitor, mode, model_metadata(config, class_names), state, log
+            run_dir, train_cfg, monitor, mode, model_metadata(config, class_names), state, log, plan
         ),
     ]
-    if train_cfg.tensorboard:
+    if train_cfg.tensorboard and plan.is_writer:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
         log(f"TensorBoard logs: tensorboard --logdir {run_dir / 'tensorboard'}")
     if train_cfg.early_stopping_patience:
@@ -543,7 +597,7 @@ def _callbacks(config, run_dir, monitor, mode, class_names, state, lr_control, u
 
 
 def _run_stages(
-    model, config, stages, compiled_stage, peak, metrics, state, lr_control, fit_args, log
+    model, config, stages, compiled_stage, peak, metrics, state, lr_control, fit_args, log, plan, weighted
 ) -> None:
     """``model.fit`` for each remaining stage, switching to the fine-tune stage when it comes."""
     from imgai.optim import describe_optimization
@@ -551,7 +605,7 @@ def _run_stages(
     for stage, first, end in stages:
         if stage != compiled_stage:  # entering the fine-tune stage: fresh optimizer at a lower rate
             _unfreeze(model, config, log)
-            peak = _compile(model, config, stage, metrics)
+            peak = _compile(model, config, stage, metrics, weighted)
             compiled_stage = stage
             log(f"Fine-tune stage from epoch {first + 1}: {describe_optimization(config.train, peak)}.")
         state.stage = stage
@@ -559,14 +613,17 @@ def _run_stages(
         model.fit(
             initial_epoch=max(first, state.epoch),
             epochs=end,
-            verbose=1 if sys.stdout.isatty() or "ipykernel" in sys.modules else 2,  # live bar in Jupyter
+            # live bar in Jupyter; processes other than 0 stay quiet
+            verbose=(1 if sys.stdout.isatty() or "ipykernel" in sys.modules else 2) if plan.is_writer else 0,
             **fit_args,
         )
         if state.stopped_early:
             break
 
 
-def _finish(model, config, run_dir, state, monitor, seconds, train_images, val_images, skipped, log):
+def _finish(
+    model, config, run_dir, state, monitor, seconds, train_images, val_images, skipped, log, writes=True
+):
     """Restore the best weights after early stopping, list files found unreadable while training,
     and say where the best model is."""
     train_cfg = config.train
@@ -579,7 +636,7 @@ def _finish(model, config, run_dir, state, monitor, seconds, train_images, val_i
             model.load_weights(run_dir / BEST_MODEL)
             log(f"Restored the weights of the best epoch, {state.best_epoch}.")
     streamed_skipped = train_images.skipped + (val_images.skipped if val_images is not None else [])
-    if len(streamed_skipped) > len(skipped):  # data.cache=none finds unreadable files while training
+    if len(streamed_skipped) > len(skipped) and writes:  # data.cache=none: found while training
         write_skipped(run_dir / SKIPPED_FILE, streamed_skipped)
         log(
             f"Skipped {len(streamed_skipped)} unreadable file(s) while training; listed in {run_dir / SKIPPED_FILE}"
@@ -608,15 +665,34 @@ def _fit(
     state,
     log: Callable[[str], None],
     user_callbacks: list | None = None,
+    plan: Plan | None = None,
+) -> TrainResult:
+    """:func:`_fit_in_scope` inside the distribution's scope, watched when several processes run."""
+    from imgai.distribute import Watchdog
+
+    plan = plan or Plan()
+    with plan.scope():
+        if not plan.multi_process:
+            return _fit_in_scope(config, splits, run_dir, state, log, user_callbacks, plan, [])
+        watchdog = Watchdog(plan)
+        with watchdog.running():
+            return _fit_in_scope(
+                config, splits, run_dir, state, log, user_callbacks, plan, [watchdog.callback()]
+            )
+
+
+def _fit_in_scope(
+    config: Config, splits: Splits, run_dir: Path, state, log, user_callbacks, plan: Plan, extra: list
 ) -> TrainResult:
     """Decode, build, (re)load, train the remaining stages. ``state`` None = from epoch 1."""
+    from imgai.distribute import padding_correction
     from imgai.resume import TrainState
 
     class_names = splits.class_names
     monitor, mode = _monitor(config, splits, log)
     log(f"Found {len(class_names)} classes:")
     log(describe_splits(splits))
-    train_images, val_images, skipped = _decode_splits(splits, config, run_dir, log)
+    train_images, val_images, skipped = _decode_splits(splits, config, run_dir, log, plan.is_writer)
     for warning in training_warnings(splits, train_images, val_images):
         log(warning)
 
@@ -628,22 +704,40 @@ def _fit(
     metrics = _metrics(config, len(class_names))
     # The loop in _run_stages switches stage when needed.
     compiled_stage = state.stage if resuming else stages[0][0]
+    # Validation padded to split over the devices scores the padding with weight 0; the metrics
+    # must honour that (unless class weights are on: they would weigh the training metrics too).
+    batch = config.data.batch_size
+    weighted = (
+        val_images is not None
+        and (len(val_images) % batch) % plan.batch_multiple != 0
+        and config.train.class_weight is None
+    )
     peak = _compile_and_restore(
-        model, config, compiled_stage, metrics, run_dir, state if resuming else None, log
+        model, config, compiled_stage, metrics, run_dir, state if resuming else None, log, weighted
     )
     weights = _class_weights(config, train_images, class_names, log)
 
     train_batches, val_batches = _batches(
-        config, train_images, val_images, len(class_names), state.epoch, log
+        config, train_images, val_images, len(class_names), state.epoch, log, plan
     )
+    correction = padding_correction(len(val_images), batch, plan.batch_multiple) if val_batches else None
+    extra = [correction, *extra] if correction else extra
     lr_control = _make_learning_rate_control(config.train, len(train_batches), state, train_batches)
     callbacks = _callbacks(
-        config, run_dir, monitor, mode, class_names, state, lr_control, user_callbacks, log
+        config, run_dir, monitor, mode, class_names, state, lr_control, user_callbacks, log, plan, extra
     )
     log(
         f"Training for {config.train.epochs} epoch(s) on {len(train_images)} images, "
         f"batch size {config.data.batch_size}."
     )
+    if plan.engine != "none":
+        log(f"Distribution: {plan.describe()}; {batch // plan.replicas} images per device per step.")
+        cut = (len(train_images) % batch) % plan.batch_multiple
+        if cut:
+            log(
+                f"Note: {cut} image(s) of each epoch's last, smaller batch sit out that epoch so that it "
+                f"splits evenly over {plan.replicas} devices (other images each epoch)."
+            )
     fit_args = {
         "x": train_batches,
         "validation_data": val_batches,
@@ -652,9 +746,34 @@ def _fit(
     }
     start = time.perf_counter()
     try:
-        _run_stages(model, config, stages, compiled_stage, peak, metrics, state, lr_control, fit_args, log)
+        _run_stages(
+            model,
+            config,
+            stages,
+            compiled_stage,
+            peak,
+            metrics,
+            state,
+            lr_control,
+            fit_args,
+            log,
+            plan,
+            weighted,
+        )
     except KeyboardInterrupt:
         log(f"\nInterrupted with {state.epoch} epoch(s) saved. Continue with: imgai train --resume {run_dir}")
         raise
     seconds = time.perf_counter() - start
-    return _finish(model, config, run_dir, state, monitor, seconds, train_images, val_images, skipped, log)
+    return _finish(
+        model,
+        config,
+        run_dir,
+        state,
+        monitor,
+        seconds,
+        train_images,
+        val_images,
+        skipped,
+        log,
+        plan.is_writer,
+    )
