@@ -40,12 +40,12 @@ def main() -> None:
     from PIL import Image
 
     from imgai.data import load_images
-    from imgai.models import load_model
+    from imgai.modelfile import load_model
     from imgai.predict import run_inference
     from imgai.quiet import import_keras
 
     import_keras()
-    model, meta = load_model(args.model)
+    model, info = load_model(args.model)
     files = sorted(str(p) for p in Path(args.data).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
     rng = np.random.RandomState(args.seed)
     files = [
@@ -75,13 +75,13 @@ def main() -> None:
         sizes.add(x.shape[1:3])
         plain.append(np.asarray(runner.predict_on_batch(x))[0])
     plain = np.asarray(plain)
-    decoded = load_images(files, tuple(meta["image_size"]), meta["color_mode"], meta["interpolation"])
-    loader = run_inference(model, decoded)
+    decoded = load_images(files, info.decode_spec)
+    loader = run_inference(model, decoded, 32)
     delta = np.abs(plain - loader)
     result = {
         "images": len(files),
         "image_sizes": sorted({f"{w}x{h}" for h, w in sizes})[:5],
-        "model_input": meta["image_size"],
+        "model_input": list(info.image_size),
         "fed_by": args.artifact or "keras",
         "agreement": round(float(np.mean(plain.argmax(1) == loader.argmax(1))), 4),
         "disagreeing": int(np.sum(plain.argmax(1) != loader.argmax(1))),
@@ -89,7 +89,7 @@ def main() -> None:
         "max_abs_dp": round(float(delta.max()), 6),
     }
     print(
-        f"{result['images']} images ({', '.join(result['image_sizes'])}) into a {meta['image_size']} model: "
+        f"{result['images']} images ({', '.join(result['image_sizes'])}) into a {list(info.image_size)} model: "
         f"top-1 agreement {result['agreement']:.2%} ({result['disagreeing']} differ), "
         f"|Δp| mean {result['mean_abs_dp']:.5f}, max {result['max_abs_dp']:.5f}"
     )
