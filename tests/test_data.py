@@ -310,6 +310,7 @@ def test_plain_keras_on_full_size_photos_agrees_with_imgai_predict(tmp_path):
     from PIL import Image
 
     from imgai.config import load_config
+    from imgai.modelfile import ModelInfo
     from imgai.models import create_model
     from imgai.predict import iter_prediction_rows
     from imgai.quiet import import_keras
@@ -326,8 +327,8 @@ def test_plain_keras_on_full_size_photos_agrees_with_imgai_predict(tmp_path):
         Image.fromarray(pixels).save(paths[-1], quality=92)
     config = load_config([], ["model.filters=[8,16]", "model.dense_units=32"])
     model = create_model(config.model, (32, 32), 3, 4)
-    meta = {"class_names": list("abcd"), "image_size": [32, 32], "color_mode": "rgb"}
-    rows = list(iter_prediction_rows(model, meta, [str(p) for p in paths]))
+    info = ModelInfo(class_names=tuple("abcd"), image_size=(32, 32))
+    rows = list(iter_prediction_rows(model, info, [str(p) for p in paths], 8))
     imgai = np.stack([row.probabilities for row in rows])
     plain = np.concatenate(
         [model.predict_on_batch(np.asarray(Image.open(p).convert("RGB"), np.float32)[None]) for p in paths]
