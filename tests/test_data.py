@@ -154,8 +154,8 @@ def _photo_like(width: int, height: int, seed: int = 0):
     "source_size, target", [((131, 97), (64, 48)), ((1000, 760), (224, 224)), ((90, 60), (120, 160))]
 )
 def test_jpeg_decoders_give_identical_pixels(tmp_path, monkeypatch, source_size, target):
-    """simplejpeg is only a speed-up: Pillow (used without it) decodes the same pixels, DCT
-    scaling of large JPEGs included (the 1000x760 photo is decoded at 1/2 scale for 224 px)."""
+    """simplejpeg is only a speed-up: Pillow (used without it) decodes the same pixels, large
+    JPEGs included (both at full size)."""
     import sys
 
     from imgai import data
@@ -367,3 +367,37 @@ def test_16_bit_grayscale_keeps_its_top_8_bits(tmp_path):
     Image.fromarray(eight.astype(np.uint16) * 257).save(tmp_path / "deep.png")  # mode I;16
     decoded = decode_image(tmp_path / "deep.png", (64, 64))
     assert decoded.shape == (64, 64, 3) and np.array_equal(decoded[..., 0], eight)
+
+
+def test_plain_keras_on_full_size_photos_agrees_with_imgai_predict(tmp_path):
+    """The README's snippet (a full-size photo straight into the saved model, its Resizing layer
+    doing the rest) and imgai's loader must give the model the same pixels, so the same answer:
+    large JPEGs are not decoded at reduced DCT scale, which no plain decoder reproduces."""
+    from PIL import Image
+
+    from imgai.config import load_config
+    from imgai.modelfile import ModelInfo
+    from imgai.models import create_model
+    from imgai.predict import iter_prediction_rows
+    from imgai.quiet import import_keras
+
+    import_keras()
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(40):  # real-sized, textured JPEGs: 400x300 and 640x480, model at 32 px
+        width, height = (400, 300) if i % 2 else (640, 480)
+        base = np.asarray(_photo_like(width, height, seed=i), dtype=np.float32)
+        texture = rng.normal(0, 45, size=(height, width, 1)) * rng.uniform(0.3, 1.0, size=3)
+        pixels = np.clip(base + texture, 0, 255).astype(np.uint8)
+        paths.append(tmp_path / f"{i:02d}.jpg")
+        Image.fromarray(pixels).save(paths[-1], quality=92)
+    config = load_config([], ["model.filters=[8,16]", "model.dense_units=32"])
+    model = create_model(config.model, (32, 32), 3, 4)
+    info = ModelInfo(class_names=tuple("abcd"), image_size=(32, 32))
+    rows = list(iter_prediction_rows(model, info, [str(p) for p in paths], 8))
+    imgai = np.stack([row.probabilities for row in rows])
+    plain = np.concatenate(
+        [model.predict_on_batch(np.asarray(Image.open(p).convert("RGB"), np.float32)[None]) for p in paths]
+    )
+    assert np.mean(plain.argmax(1) == imgai.argmax(1)) >= 0.995
+    assert np.abs(plain - imgai).max() < 0.01  # the loader's uint8 rounding of the resized pixels

@@ -224,7 +224,8 @@ def train(
     "model_path",
     default=None,
     metavar="PATH",
-    help="A .keras file or run folder (default: latest run's best.keras).",
+    help="A .keras file or run folder, or an exported model.onnx, model.tflite, model.xml or "
+    "SavedModel folder (default: latest run's best.keras).",
 )
 @click.option(
     "--run",
@@ -333,6 +334,7 @@ def eval_cmd(
       imgai eval --fail-under accuracy=0.9 --fail-under f1_macro=0.85 --min-class-recall 0.7
       imgai eval --baseline prod/metrics.json --max-drop accuracy=0.01
     """
+    from imgai.artifacts import is_artifact
     from imgai.config import load_sections
     from imgai.evaluate import eval_settings, evaluate
     from imgai.gate import parse_bounds
@@ -353,7 +355,8 @@ def eval_cmd(
         baseline=baseline,
         max_drop=parse_bounds(max_drop, "eval.max_drop"),
     )
-    _load_keras()
+    if not is_artifact(path):
+        _load_keras()
     metrics = evaluate(
         path,
         data_dir,
@@ -391,7 +394,8 @@ def _read_stdin_paths() -> list[str]:
     "model_path",
     default=None,
     metavar="PATH",
-    help="A .keras file or run folder (default: latest run's best.keras).",
+    help="A .keras file or run folder, or an exported model.onnx, model.tflite, model.xml or "
+    "SavedModel folder (default: latest run's best.keras).",
 )
 @click.option("--run", default=None, metavar="NAME", help="Use this run's best.keras.")
 @click.option("--runs-dir", default=None, metavar="DIR", help="Where runs live (default: output.dir, runs).")
@@ -439,7 +443,7 @@ def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size) ->
     """
     from pathlib import Path
 
-    from imgai.modelfile import load_model
+    from imgai.artifacts import is_artifact, load_any_model
     from imgai.predict import iter_prediction_rows, write_rows
     from imgai.runs import atomic_path, resolve_model_path
 
@@ -453,8 +457,9 @@ def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size) ->
     infer = _run_settings(path, ("infer",)).infer
     top_k = infer.top_k if top_k is None else top_k
     fmt = infer.format if fmt is None else fmt
-    _load_keras()
-    model, info = load_model(path)
+    if not is_artifact(path):  # ONNX / LiteRT files run without TensorFlow or Keras
+        _load_keras()
+    model, info = load_any_model(path)
     rows = iter_prediction_rows(model, info, inputs, batch_size or infer.batch_size, infer.workers)
     if output is None:
         count, failed = write_rows(rows, list(info.class_names), top_k, fmt, sys.stdout)
@@ -548,6 +553,122 @@ def explain(images, model_path, run, runs_dir, class_name, output, output_dir, l
         click.echo(
             f"{image}: predicted {result['predicted']} ({result['probability']:.1%}){about} -> {target}"
         )
+
+
+# ---------------------------------------------------------------------------------- export
+
+
+@cli.command("export", context_settings=CONTEXT)
+@click.option(
+    "--model",
+    "model_path",
+    default=None,
+    metavar="PATH",
+    help="A .keras file or run folder (default: latest run).",
+)
+@click.option("--run", default=None, metavar="NAME", help="Export this run's best.keras.")
+@click.option("--runs-dir", default=None, metavar="DIR", help="Where runs live (default: output.dir, runs).")
+@click.option(
+    "-f",
+    "--format",
+    "formats",
+    default="keras,onnx,litert",
+    show_default=True,
+    metavar="FORMAT[,FORMAT...]",
+    help="Any of keras (inference-only .keras), savedmodel, onnx, litert, openvino.",
+)
+@click.option(
+    "-q",
+    "--quantize",
+    default="none",
+    show_default=True,
+    type=click.Choice(["none", "float16", "dynamic", "int8", "auto"]),
+    help="LiteRT quantization; auto keeps the smallest that passes the guardrail.",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    default=None,
+    metavar="DIR",
+    help="Labelled images for the parity check (default: the run's test split, else validation).",
+)
+@click.option(
+    "-o", "--output-dir", default=None, metavar="DIR", help="New folder (default: RUN/export/N, numbered)."
+)
+@click.option(
+    "--min-agreement", type=float, default=None, metavar="MIN", help="Top-1 agreement with the .keras."
+)
+@click.option(
+    "--max-drop",
+    multiple=True,
+    metavar="METRIC=DELTA",
+    help="Largest allowed drop below the .keras (e.g. accuracy=0.01); repeatable.",
+)
+@click.option("--min-class-recall", type=float, default=None, metavar="MIN", help="Every class's recall.")
+@click.option(
+    "--calibration-images",
+    default=200,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Training images that calibrate int8.",
+)
+@click.option(
+    "--int8-io",
+    default="float32",
+    show_default=True,
+    type=click.Choice(["float32", "uint8", "int8"]),
+    help="Input/output tensor type of an int8 LiteRT file.",
+)
+@click.option(
+    "--timing",
+    default=1.5,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Time spent measuring each artifact's latency and throughput (0: a quick estimate).",
+)
+@_handle_errors
+def export_cmd(
+    model_path, run, runs_dir, formats, quantize, data_dir, output_dir, min_agreement, max_drop,
+    min_class_recall, calibration_images, int8_io, timing,
+) -> None:  # fmt: skip
+    """Export a trained model for deployment, re-scoring every artifact before it ships.
+
+    \b
+    Each artifact is loaded by its own runtime and compared with the .keras on the run's test
+    split: top-1 agreement, |change in probability|, accuracy, macro-F1, per-class recall, size,
+    latency. Guardrail (gate language of 'imgai eval'): by default float artifacts must agree
+    on >= 99.5 % of the images and quantized ones may lose at most 0.01 accuracy; flags replace
+    the defaults for every artifact. A refused artifact is renamed *.rejected and the exit code is 1.
+
+    \b
+    Examples:
+      imgai export --run run1 --format onnx,litert
+      imgai export --format litert --quantize int8
+      imgai export --format litert --quantize auto --max-drop accuracy=0.02
+    """
+    from imgai.export import Guardrail, export_model, parse_formats
+    from imgai.gate import parse_bounds
+    from imgai.runs import resolve_model_path
+
+    guard = Guardrail(min_agreement, parse_bounds(max_drop, "--max-drop"), min_class_recall).validate()
+    names = parse_formats(formats)  # usage mistakes exit 2 before TensorFlow loads
+    path = resolve_model_path(model_path, run, runs_dir)
+    _load_keras()
+    report = export_model(
+        path,
+        names,
+        quantize,
+        output_dir=output_dir,
+        data_dir=data_dir,
+        guard=guard,
+        calibration_images=calibration_images,
+        int8_io=int8_io,
+        log=_echo,
+        timing_seconds=timing,
+    )
+    if not report["passed"]:
+        sys.exit(1)
 
 
 # ---------------------------------------------------------------------------------- config

@@ -218,10 +218,8 @@ def evaluate(
     summary.md) beside the model or into ``output_dir``. Returns the metrics;
     ``metrics["gate"]["passed"]`` says whether it may ship. ``batch_size`` and ``top_k`` left
     empty take ``infer.batch_size`` and ``eval.top_k`` (``gate``'s, else the defaults)."""
-    import keras
-
+    from imgai.artifacts import load_any_model
     from imgai.config import InferConfig
-    from imgai.modelfile import load_model
     from imgai.predict import iter_predictions
     from imgai.report import write_report
 
@@ -229,7 +227,7 @@ def evaluate(
     baseline = check_gate(gate) if gate is not None else None  # a mistake fails before the slow part
     batch_size = batch_size or InferConfig().batch_size
     top_k = top_k if top_k is not None else (gate.top_k if gate is not None else None)
-    model, info = load_model(model_path)
+    model, info = load_any_model(model_path)  # a .keras file, or an exported artifact and its runtime
     classes = list(info.class_names)
     files = (
         eval_files_from_folder(data_dir, classes)
@@ -267,11 +265,10 @@ def evaluate(
             "skipped": [p for p, _ in skipped],
             "class_names": classes,
             "model": str(model_path),
-            "model_sha256": file_sha256(model_path),
+            "model_sha256": file_sha256(model_path / "saved_model.pb" if model_path.is_dir() else model_path),
             "data": files.source,
             "imgai_version": __version__,
-            "keras_version": keras.__version__,
-            "backend": keras.backend.backend(),
+            **_runtime_fields(model),
             "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - start, 3),
         }
@@ -297,6 +294,16 @@ def evaluate(
     if results:
         log(format_results(results))
     return metrics
+
+
+def _runtime_fields(model) -> dict:
+    """Which Keras and backend scored the model; for an exported artifact, its runtime."""
+    runtime = getattr(model, "runtime", None)
+    if runtime is not None:
+        return {"keras_version": "not used", "backend": runtime}
+    import keras
+
+    return {"keras_version": keras.__version__, "backend": keras.backend.backend()}
 
 
 def format_metrics(metrics: dict) -> str:

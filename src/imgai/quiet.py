@@ -75,6 +75,12 @@ def missing_backend(exc: ImportError):
     )
 
 
+def stderr_parked():
+    """Hide what native code writes to fd 2 in a block (kept and shown if the block raises),
+    unless imgai runs verbose."""
+    return contextlib.nullcontext() if _verbose() else _stderr_parked()
+
+
 def import_keras():
     """Import Keras (and its backend framework) without the frameworks' start-up chatter; a backend
     that is not installed is one line naming the extra that installs it."""

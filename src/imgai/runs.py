@@ -92,6 +92,8 @@ def resolve_model_path(
     runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     if model is not None:
         path = Path(model)
+        if path.is_dir() and (path / "saved_model.pb").is_file():  # an exported SavedModel
+            return path
         if path.is_dir():  # a run folder is accepted in place of its best checkpoint
             path = path / BEST_MODEL
         if not path.is_file():
