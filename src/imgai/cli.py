@@ -146,10 +146,12 @@ def train(
     if resume_run is not None:
         if configs or name:
             raise ImgaiError("--resume continues a run with its own saved config: drop --config and --name")
+        from imgai.lock import check_free
         from imgai.resume import check_resume_overrides, find_run
 
         run_dir = find_run(resume_run)  # light checks before the heavy import
         check_resume_overrides(overrides)
+        check_free(run_dir)
         _load_keras()
         from imgai.train import resume
 

@@ -23,6 +23,7 @@ from imgai import __version__
 from imgai.config import Config, dump_config, load_config
 from imgai.data import DecodeSpec, Splits, resolve_splits, write_skipped
 from imgai.errors import ImgaiError
+from imgai.lock import RunLock
 from imgai.modelfile import ModelInfo
 from imgai.runs import (
     BEST_MODEL,
@@ -328,10 +329,12 @@ def train(
     check_tensorboard(config)
     splits = resolve_splits(config.data, config.seed)  # fail on data problems before creating anything
     run_dir = create_run_dir(config.output.dir, name or config.output.name)
-    atomic_write_text(run_dir / CONFIG_FILE, dump_config(_resolved_for_saving(config)))
-    atomic_write_text(run_dir / CLASSES_FILE, "".join(f"{c}\n" for c in splits.class_names))
-    log(f"Run folder: {run_dir}")
+    # Locked before config.yaml exists, so a --resume of this folder can never slip in between.
+    lock = RunLock(run_dir).acquire()
     try:
+        atomic_write_text(run_dir / CONFIG_FILE, dump_config(_resolved_for_saving(config)))
+        atomic_write_text(run_dir / CLASSES_FILE, "".join(f"{c}\n" for c in splits.class_names))
+        log(f"Run folder: {run_dir}")
         return _fit(config, splits, run_dir, None, log, callbacks)
     except ImgaiError:
         # A mistake found before the first checkpoint (a missing weights file, an image size the
@@ -339,6 +342,8 @@ def train(
         if not (run_dir / LAST_MODEL).exists():
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    finally:
+        lock.release()
 
 
 def resume(
@@ -353,18 +358,18 @@ def resume(
     ``overrides`` may only change :data:`imgai.resume.RESUMABLE_KEYS`; ``train.epochs=N``
     extends a finished run. ``callbacks``: as for :func:`train`.
     """
-    from imgai.resume import (
-        TrainState,
-        check_resume_overrides,
-        find_run,
-        read_state,
-        reconcile_best,
-        remove_temporaries,
-        truncate_history,
-    )
+    from imgai.resume import check_resume_overrides, find_run
 
     run_dir = find_run(run, runs_dir)
     check_resume_overrides(overrides)
+    # One writer per run: a second resume (or a resume of a run still training) stops here.
+    with RunLock(run_dir):
+        return _resume_locked(run_dir, overrides, log, callbacks)
+
+
+def _resume_locked(run_dir: Path, overrides, log: Callable[[str], None], callbacks) -> TrainResult:
+    from imgai.resume import TrainState, read_state, reconcile_best, remove_temporaries, truncate_history
+
     config = load_config([run_dir / CONFIG_FILE], overrides)
     last = run_dir / LAST_MODEL
     check_tensorboard(config)
