@@ -51,9 +51,12 @@ def _handle_errors(fn):
         except ImgaiError as exc:
             click.echo(f"Error: {exc.worded(FLAGS)}", err=True)
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as exc:
+            from imgai.errors import Terminated
+
+            terminated = isinstance(exc, Terminated)
+            click.echo("Stopped (SIGTERM)." if terminated else "Interrupted.", err=True)
+            sys.exit(143 if terminated else 130)
 
     return wrapper
 

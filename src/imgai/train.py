@@ -11,8 +11,11 @@ that :func:`resume` can reconcile.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +25,7 @@ from typing import Any
 from imgai import __version__
 from imgai.config import Config, dump_config, load_config
 from imgai.data import DecodeSpec, Splits, resolve_splits, write_skipped
-from imgai.errors import ImgaiError
+from imgai.errors import ImgaiError, Terminated
 from imgai.lock import RunLock
 from imgai.modelfile import ModelInfo
 from imgai.runs import (
@@ -34,6 +37,7 @@ from imgai.runs import (
     SKIPPED_FILE,
     atomic_write_text,
     create_run_dir,
+    describe_os_error,
 )
 
 
@@ -248,6 +252,56 @@ def _make_epoch_keeper(
     return EpochKeeper()
 
 
+def _make_divergence_guard(run_dir: Path, train_cfg, lr_control):
+    """Stops training the moment the loss (or, at an epoch's end, any metric or weight) is not
+    finite, before history.csv, last.keras or best.keras see that epoch: the last checkpoints stay
+    the last finite ones. Runs before the history writer and the epoch keeper."""
+    import keras
+    import numpy as np
+
+    class DivergenceGuard(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self._epoch = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not np.isfinite(float(loss)):
+                self._fail(f"the training loss became {float(loss)} at step {batch + 1}")
+
+        def on_epoch_end(self, epoch, logs=None):
+            bad = [k for k, v in (logs or {}).items() if not np.isfinite(float(v))]
+            if bad:
+                self._fail(f"{bad[0]} is {float(logs[bad[0]])} at the end of the epoch")
+            if not all(np.isfinite(w).all() for w in self.model.get_weights()):
+                self._fail("the weights hold nan or inf at the end of the epoch")
+
+        def _fail(self, what: str) -> None:
+            from imgai.resume import read_state
+
+            self.model.stop_training = True
+            state = read_state(run_dir / LAST_MODEL) if (run_dir / LAST_MODEL).is_file() else None
+            kept = (
+                f"the last finite checkpoint (epoch {state.epoch}) is kept: {run_dir / LAST_MODEL}"
+                if state is not None and state.epoch > 0
+                else "no epoch had finished, so nothing was kept"
+            )
+            rate = lr_control.current if lr_control.current is not None else train_cfg.learning_rate
+            raise ImgaiError(
+                f"training diverged in epoch {self._epoch + 1}: {what}. Likely cause: a learning rate too "
+                f"high for this model and data (it was {rate:g}); lower train.learning_rate (e.g. "
+                f"{min(train_cfg.learning_rate / 10, 1e-3):g}), or set train.gradient_clip_norm=1.0 "
+                "or train.warmup_epochs=1. "
+                f"{kept[0].upper()}{kept[1:]}",
+                exit_code=1,
+            )
+
+    return DivergenceGuard()
+
+
 # ----------------------------------------------------------------------------------- helpers
 
 
@@ -305,6 +359,24 @@ def _unfreeze(model, config: Config, log: Callable[[str], None]) -> None:
 # -------------------------------------------------------------------------------- entry points
 
 
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """SIGTERM (what `kill`, systemd and schedulers send) behaves like Ctrl-C while training: the
+    write in progress is dropped by its atomic rename, and the run says how to resume."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def check_tensorboard(config: Config) -> None:
     """TensorBoard logging needs the tensorboard package, which TensorFlow no longer pulls in."""
     import importlib.util
@@ -332,13 +404,18 @@ def train(
     # Locked before config.yaml exists, so a --resume of this folder can never slip in between.
     lock = RunLock(run_dir).acquire()
     try:
-        atomic_write_text(run_dir / CONFIG_FILE, dump_config(_resolved_for_saving(config)))
-        atomic_write_text(run_dir / CLASSES_FILE, "".join(f"{c}\n" for c in splits.class_names))
+        try:
+            atomic_write_text(run_dir / CONFIG_FILE, dump_config(_resolved_for_saving(config)))
+            atomic_write_text(run_dir / CLASSES_FILE, "".join(f"{c}\n" for c in splits.class_names))
+        except OSError as exc:
+            raise ImgaiError(f"cannot start run '{run_dir}': {describe_os_error(exc)}") from None
         log(f"Run folder: {run_dir}")
-        return _fit(config, splits, run_dir, None, log, callbacks)
-    except ImgaiError:
-        # A mistake found before the first checkpoint (a missing weights file, an image size the
-        # model cannot take, ...) leaves no half-made run folder behind to be mistaken for a run.
+        with terminate_as_interrupt():
+            return _fit(config, splits, run_dir, None, log, callbacks)
+    except BaseException:
+        # Anything that stops a run before its first checkpoint (a missing weights file, an image
+        # size the model cannot take, a full disk, Ctrl-C, ...) leaves no half-made run folder
+        # behind to be mistaken for a run, or to block its `name`.
         if not (run_dir / LAST_MODEL).exists():
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
@@ -363,7 +440,7 @@ def resume(
     run_dir = find_run(run, runs_dir)
     check_resume_overrides(overrides)
     # One writer per run: a second resume (or a resume of a run still training) stops here.
-    with RunLock(run_dir):
+    with RunLock(run_dir), terminate_as_interrupt():
         return _resume_locked(run_dir, overrides, log, callbacks)
 
 
@@ -520,6 +597,7 @@ def _callbacks(config, run_dir, monitor, mode, class_names, state, lr_control, u
     train_cfg = config.train
     callbacks = [
         lr_control,
+        _make_divergence_guard(run_dir, train_cfg, lr_control),  # before anything writes the epoch
         _make_history_writer(run_dir / HISTORY_FILE),
         _make_epoch_keeper(
             run_dir, train_cfg, monitor, mode, model_metadata(config, class_names), state, log
@@ -645,8 +723,27 @@ def _fit(
     start = time.perf_counter()
     try:
         _run_stages(model, config, stages, compiled_stage, peak, metrics, state, lr_control, fit_args, log)
-    except KeyboardInterrupt:
-        log(f"\nInterrupted with {state.epoch} epoch(s) saved. Continue with: imgai train --resume {run_dir}")
+    except KeyboardInterrupt as exc:
+        from imgai.resume import read_state
+
+        # What is on disk, not what the epoch counter says: Ctrl-C may land inside the first save.
+        saved = read_state(run_dir / LAST_MODEL) if (run_dir / LAST_MODEL).is_file() else None
+        why = "Stopped (SIGTERM)" if isinstance(exc, Terminated) else "Interrupted"
+        if saved is not None and saved.epoch > 0:
+            log(f"\n{why} with {saved.epoch} epoch(s) saved. Continue with: imgai train --resume {run_dir}")
+        else:
+            log(f"\n{why} before the first epoch was saved: nothing to resume.")
         raise
+    except OSError as exc:  # a full disk or a vanished folder while writing a checkpoint or history
+        from imgai.resume import read_state
+
+        saved = read_state(run_dir / LAST_MODEL) if (run_dir / LAST_MODEL).is_file() else None
+        done = saved.epoch if saved is not None else 0
+        after = (
+            f"{done} epoch(s) are saved; free space, then continue with: imgai train --resume {run_dir}"
+            if done
+            else "nothing was saved"
+        )
+        raise ImgaiError(f"training stopped: {describe_os_error(exc)}; {after}", exit_code=1) from None
     seconds = time.perf_counter() - start
     return _finish(model, config, run_dir, state, monitor, seconds, train_images, val_images, skipped, log)
