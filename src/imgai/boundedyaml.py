@@ -13,12 +13,10 @@ graph before anything is constructed:
   digits, documents of at most :data:`MAX_BYTES` bytes.
 
 A violation raises :class:`YamlLimitError` whose message is one short line (it never quotes the
-offending value).
+offending value). Messages quoting a value use :func:`imgai.text.short_repr`.
 """
 
 from __future__ import annotations
-
-import reprlib
 
 import yaml
 
@@ -126,26 +124,3 @@ def load(text: str | bytes):
         return loader.construct_document(node)
     finally:
         loader.dispose()
-
-
-_SHORT = reprlib.Repr()
-_SHORT.maxstring = 60
-_SHORT.maxother = 60
-_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 4
-_SHORT.maxlevel = 3
-_SHORT.maxlong = 40
-
-
-def short_repr(value) -> str:
-    """repr() for messages: bounded in length and depth, whatever ``value`` holds; control
-    characters escaped, so a value can never break a line or steer a terminal."""
-    if isinstance(value, str):
-        text = _SHORT.repr(value)
-    else:
-        try:
-            text = _SHORT.repr(value)
-        except Exception:  # a value whose repr fails must not hide the real error
-            text = f"<{type(value).__name__}>"
-    if len(text) > 120:
-        text = text[:117] + "..."
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)

@@ -15,6 +15,7 @@ import click
 from imgai import __version__
 from imgai.errors import ImgaiError
 from imgai.names import HIGHER_IS_BETTER, LOWER_IS_BETTER, PREDICTION_FORMATS
+from imgai.text import printable, printable_lines
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -49,7 +50,7 @@ def _handle_errors(fn):
         try:
             return fn(*args, **kwargs)
         except ImgaiError as exc:
-            click.echo(f"Error: {exc.worded(FLAGS)}", err=True)
+            click.echo(f"Error: {printable(exc.worded(FLAGS))}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt as exc:
             from imgai.errors import Terminated
@@ -62,7 +63,8 @@ def _handle_errors(fn):
 
 
 def _echo(text: str) -> None:
-    click.echo(text)
+    # Names from the user's disk reach the terminal here: control characters are escaped.
+    click.echo(printable_lines(text))
 
 
 def _load_keras() -> None:
@@ -498,7 +500,7 @@ def explain(images, model_path, run, runs_dir, class_name, output, output_dir, l
             else f"; explained '{result['explained']}' ({result['explained_probability']:.1%})"
         )
         click.echo(
-            f"{image}: predicted {result['predicted']} ({result['probability']:.1%}){about} -> {target}"
+            f"{printable(image)}: predicted {result['predicted']} ({result['probability']:.1%}){about} -> {target}"
         )
 
 
@@ -569,6 +571,8 @@ def data_sample(out_dir: str, size: int, per_class: int | None, seed: int) -> No
 
     from imgai.sample_data import DEFAULT_SPLITS, make_shapes_dataset
 
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ImgaiError(f"'{out_dir}' is a file, not a folder: choose a new folder for the sample data")
     if Path(out_dir).exists() and any(Path(out_dir).iterdir()):
         raise ImgaiError(f"'{out_dir}' exists and is not empty: choose another folder or remove it first")
     splits = (

@@ -22,8 +22,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from imgai import boundedyaml, names
-from imgai.boundedyaml import short_repr
 from imgai.errors import ImgaiError
+from imgai.text import short_repr
 
 # keras.optimizers.AdamW's own default, which an empty train.weight_decay means for adamw.
 ADAMW_DEFAULT_WEIGHT_DECAY = 0.004

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from imgai.errors import ImgaiError
+from imgai.text import printable
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 
@@ -165,7 +167,16 @@ def _is_hidden(name: str) -> bool:
 def list_class_folders(directory: str | Path) -> list[str]:
     """Sorted names of the non-hidden sub-folders of ``directory``."""
     directory = Path(directory)
-    return sorted(e.name for e in os.scandir(directory) if e.is_dir() and not _is_hidden(e.name))
+    names = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not _is_hidden(e.name))
+    for name in names:
+        # classes.txt holds one name per line and the names reach the terminal: a newline or an
+        # escape sequence in one would split it or steer the terminal.
+        if not name.isprintable():
+            raise ImgaiError(
+                f"class folder '{printable(name)}' in '{printable(directory)}' has a control character "
+                "(newline, tab, escape) in its name: rename the folder"
+            )
+    return names
 
 
 def iter_image_files(directory: str | Path):
@@ -184,7 +195,7 @@ def scan_folder(directory: str | Path, class_names: list[str] | None = None) -> 
     """Index ``directory``'s class folders. With ``class_names``, they must match exactly."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise ImgaiError(f"data folder '{directory}' does not exist: set data.root=PATH to your image folder")
+        raise ImgaiError(_not_a_folder(directory, "data.root"))
     found = list_class_folders(directory)
     if class_names is None:
         class_names = found
@@ -241,6 +252,12 @@ def split_files(files: FileList, validation_split: float | None, seed: int, shuf
     return train, val
 
 
+def _not_a_folder(folder: Path, key: str) -> str:
+    if folder.exists():
+        return f"data folder '{printable(folder)}' is not a folder (a file?): set {key} to your image folder"
+    return f"data folder '{printable(folder)}' does not exist: set {key}=PATH to your image folder"
+
+
 def find_split_folder(root: Path, kind: str) -> Path | None:
     for name in SPLIT_FOLDER_NAMES[kind]:
         if (root / name).is_dir():
@@ -258,7 +275,7 @@ def resolve_splits(data_cfg, seed: int) -> Splits:
         if root is None:
             raise ImgaiError("no data folder configured: set data.root=PATH (one sub-folder per class)")
         if not root.is_dir():
-            raise ImgaiError(f"data folder '{root}' does not exist: set data.root=PATH to your image folder")
+            raise ImgaiError(_not_a_folder(root, "data.root"))
         found_train = find_split_folder(root, "train")
         if found_train is not None:
             train_dir = found_train
@@ -272,7 +289,7 @@ def resolve_splits(data_cfg, seed: int) -> Splits:
         ("data.test_dir", test_dir),
     ):
         if folder is not None and not folder.is_dir():
-            raise ImgaiError(f"data folder '{folder}' does not exist: fix {label} or data.root")
+            raise ImgaiError(_not_a_folder(folder, label))
 
     train = scan_folder(train_dir)
     classes = train.class_names
@@ -421,9 +438,18 @@ def decode_image(
     return np.ascontiguousarray(rgb)
 
 
+_OBJECT_REPR = re.compile(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
 def describe_decode_error(exc: BaseException) -> str:
-    text = str(exc).strip() or exc.__class__.__name__
-    return text.splitlines()[0][:200]
+    """One readable line: Pillow names the in-memory buffer it was given ("cannot identify image
+    file <_io.BytesIO object at 0x7f...>"), which says nothing to a user."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return printable(exc.strerror)
+    text = _OBJECT_REPR.sub("", str(exc)).strip() or exc.__class__.__name__
+    if text == "cannot identify image file":
+        text = "not an image file Pillow can read (unknown or damaged format)"
+    return printable(text.splitlines()[0][:200])
 
 
 def default_workers(workers: int = 0) -> int:
@@ -565,4 +591,5 @@ def write_skipped(path: str | Path, skipped: list[tuple[str, str]]) -> None:
     """List unreadable files, one per line: ``path<TAB>reason``."""
     from imgai.runs import atomic_write_text
 
-    atomic_write_text(path, "".join(f"{p}\t{reason}\n" for p, reason in skipped))
+    # Control characters escaped: a file name with a newline must stay one row.
+    atomic_write_text(path, "".join(f"{printable(p)}\t{printable(reason)}\n" for p, reason in skipped))
