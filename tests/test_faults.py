@@ -136,3 +136,46 @@ def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path):
     assert not list(run.glob(".*tmp*"))
     resumed = run_imgai("train", "--resume", "runs/t", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+
+def test_cli_turns_a_full_disk_into_one_line(tmp_path, monkeypatch):
+    import errno
+
+    from click.testing import CliRunner
+
+    import imgai.sample_data
+    from imgai.cli import cli
+
+    def full(out_dir, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(out_dir) + "/train/circle/0.png")
+
+    monkeypatch.setattr(imgai.sample_data, "make_shapes_dataset", full)
+    result = CliRunner().invoke(cli, ["data", "sample", str(tmp_path / "out")])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert result.output.strip().splitlines() == [
+        f"Error: No space left on device ({tmp_path}/out/train/circle/0.png): free some space or write elsewhere"
+    ]
+    readonly = CliRunner().invoke(cli, ["config", "check", "a\0b.yaml"])
+    assert readonly.exit_code == 2 and "Traceback" not in readonly.output
+
+
+def test_settings_that_cannot_fit_are_refused_before_building(split_dataset, tmp_path):
+    from imgai.models import check_fits_memory, create_model, estimate_cnn_parameters
+
+    for overrides in (
+        ["model.filters=[8,16]", "model.dense_units=16"],
+        ["model.kernel_size=5", "model.filters=[4]"],
+    ):
+        cfg = load_config([], overrides).model
+        built = create_model(cfg, (40, 36), 1, 4)
+        assert estimate_cnn_parameters(cfg, (40, 36), 1, 4) == built.count_params()
+    big = load_config([], ["model.dense_units=65536"]).model
+    with pytest.raises(
+        ImgaiError, match=r"need about 85\.\d GiB .* more than the 16\.0 GiB of memory available"
+    ):
+        check_fits_memory(big, (224, 224), 3, 5, 32, 16 * 2**30)
+    check_fits_memory(load_config([], []).model, (224, 224), 3, 5, 32, 16 * 2**30)  # the default fits
+    config = tiny(split_dataset, tmp_path, "model.dense_units=65536", "data.image_size=8192")
+    with pytest.raises(ImgaiError, match="lower data.batch_size, data.image_size"):
+        train(config, name="huge", log=lambda _: None)
+    assert not (tmp_path / "runs" / "huge").exists()

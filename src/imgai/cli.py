@@ -7,6 +7,7 @@ imported at module level, so ``imgai --help`` never loads TensorFlow.
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 
@@ -42,6 +43,29 @@ FLAGS = {
 SCHEMA_DEFAULT = "default: {key} in the config, see 'imgai config show'"
 
 
+_ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOENT,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EEXIST,
+    errno.ENAMETOOLONG,
+    errno.EIO,
+    errno.EXDEV,
+    errno.ELOOP,
+}
+_HINT = "check the path and that its folder is writable"
+_ERRNO_HINTS = {
+    errno.ENOSPC: "free some space or write elsewhere",
+    errno.EDQUOT: "free some space or write elsewhere",
+    errno.EROFS: "the file system is read-only: write elsewhere",
+}
+
+
 def _handle_errors(fn):
     """User mistakes -> one line and their exit code; Ctrl-C -> exit 130; no tracebacks for either."""
 
@@ -52,6 +76,22 @@ def _handle_errors(fn):
         except ImgaiError as exc:
             click.echo(f"Error: {printable(exc.worded(FLAGS))}", err=True)
             sys.exit(exc.exit_code)
+        except OSError as exc:
+            # The disk, not imgai: full, read-only, no permission, a path that cannot exist. Every
+            # write goes through runs.atomic_path, so nothing half-written stays behind.
+            if exc.errno not in _ENVIRONMENT_ERRNOS:
+                raise
+            from imgai.runs import describe_os_error
+
+            click.echo(
+                f"Error: {printable(describe_os_error(exc))}: {_ERRNO_HINTS.get(exc.errno, _HINT)}", err=True
+            )
+            sys.exit(2)
+        except ValueError as exc:
+            if "null byte" not in str(exc):
+                raise
+            click.echo("Error: a path holds a NUL character: give a plain file or folder path", err=True)
+            sys.exit(2)
         except KeyboardInterrupt as exc:
             from imgai.errors import Terminated
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import stat
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +44,10 @@ from imgai.errors import ImgaiError
 from imgai.text import printable
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+# Decoded pixels per image above which a file is skipped (data.max_image_pixels): a 108 Mpx phone
+# photo decodes at 1/2 scale or less for any model input, so only crafted or scientific images hit it.
+NOT_FOLLOWED = "directory link to a folder already scanned: not followed"
+DEFAULT_MAX_PIXELS = 100_000_000
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class DecodeSpec:
     image_size: tuple[int, int]
     color_mode: str = "rgb"
     interpolation: str = "bilinear"
+    max_pixels: int = DEFAULT_MAX_PIXELS  # decoded pixels above which a file is skipped
 
     @property
     def channels(self) -> int:
@@ -89,6 +95,8 @@ class FileList:
     labels: np.ndarray
     class_names: list[str]
     source: str = ""
+    # Directory links the scan did not follow (they led back into scanned folders), with why.
+    not_followed: list[tuple[str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -103,7 +111,11 @@ class FileList:
     def subset(self, indices: np.ndarray | list[int], source: str | None = None) -> FileList:
         indices = np.asarray(indices, dtype=np.int64)
         return FileList(
-            [self.paths[i] for i in indices], self.labels[indices], self.class_names, source or self.source
+            [self.paths[i] for i in indices],
+            self.labels[indices],
+            self.class_names,
+            source or self.source,
+            self.not_followed,
         )
 
 
@@ -179,11 +191,35 @@ def list_class_folders(directory: str | Path) -> list[str]:
     return names
 
 
-def iter_image_files(directory: str | Path):
-    """Image files under ``directory``, recursively, in Keras's order, hidden entries skipped."""
+def iter_image_files(directory: str | Path, skipped: list[tuple[str, str]] | None = None):
+    """Image files under ``directory``, recursively, in Keras's order, hidden entries skipped.
+
+    Directory links are followed (a class folder may link to images elsewhere), but each real
+    directory is visited once: a link back into the tree (``ln -s . loop``) or two links forming
+    a cycle would otherwise list files many times or never end. Links not followed are appended
+    to ``skipped`` as (path, reason)."""
     walk = []
+    seen: set[tuple[int, int]] = set()
+    try:
+        info = os.stat(directory)
+        seen.add((info.st_dev, info.st_ino))
+    except OSError:
+        pass
     for root, dirs, files in os.walk(directory, followlinks=True):
-        dirs[:] = [d for d in dirs if not _is_hidden(d)]
+        kept = []
+        for name in sorted(d for d in dirs if not _is_hidden(d)):
+            try:
+                info = os.stat(os.path.join(root, name))
+            except OSError:  # a dangling link
+                continue
+            key = (info.st_dev, info.st_ino)
+            if key in seen:
+                if skipped is not None:
+                    skipped.append((os.path.join(root, name), NOT_FOLLOWED))
+                continue
+            seen.add(key)
+            kept.append(name)
+        dirs[:] = kept
         walk.append((root, files))
     for root, files in sorted(walk, key=lambda x: x[0]):
         for name in sorted(files):
@@ -218,13 +254,16 @@ def scan_folder(directory: str | Path, class_names: list[str] | None = None) -> 
         )
     paths: list[str] = []
     labels: list[int] = []
+    not_followed: list[tuple[str, str]] = []
     for index, name in enumerate(class_names):
-        files = list(iter_image_files(directory / name))
+        files = list(iter_image_files(directory / name, not_followed))
         paths.extend(files)
         labels.extend([index] * len(files))
     if not paths:
         raise ImgaiError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in '{directory}'")
-    return FileList(paths, np.asarray(labels, dtype=np.int32), list(class_names), str(directory))
+    return FileList(
+        paths, np.asarray(labels, dtype=np.int32), list(class_names), str(directory), not_followed
+    )
 
 
 def split_files(files: FileList, validation_split: float | None, seed: int, shuffle: bool = True):
@@ -371,7 +410,76 @@ def _jpeg_scale(width: int, height: int, target_width: int, target_height: int) 
     return next((scale for scale in (8, 4, 2) if ratio >= scale), 1)
 
 
-def _decode_jpeg(data: bytes, height: int, width: int) -> np.ndarray | None:
+class ImageTooLarge(ValueError):
+    """More decoded pixels than ``data.max_image_pixels`` allows: skipped before decoding."""
+
+
+def _check_pixels(width: int, height: int, max_pixels: int | None) -> None:
+    if max_pixels and width * height > max_pixels:
+        raise ImageTooLarge(
+            f"{width}x{height} is {width * height / 1e6:,.0f} Mpx to decode, over data.max_image_pixels "
+            f"({max_pixels / 1e6:,.0f} Mpx): not decoded"
+        )
+
+
+def _jpeg_orientation(data: bytes) -> int:
+    """EXIF orientation (1-8) of a JPEG, read from its APP1 segment without decoding; 1 if none.
+    Pillow's ``getexif()`` reads the same tag for the files Pillow decodes."""
+    i, n = 2, min(len(data), 1 << 20)
+    while i + 4 <= n and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0xD8 or marker == 0x01 or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        if marker == 0xDA:  # start of scan: no more metadata
+            break
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker == 0xE1 and data[i + 4 : i + 10] == b"Exif\0\0":
+            return _tiff_orientation(data[i + 10 : i + 2 + length])
+        i += 2 + length
+    return 1
+
+
+def _tiff_orientation(tiff: bytes) -> int:
+    order = {b"II": "little", b"MM": "big"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return 1
+    offset = int.from_bytes(tiff[4:8], order)
+    count = int.from_bytes(tiff[offset : offset + 2], order) if offset + 2 <= len(tiff) else 0
+    for k in range(min(count, 1024)):
+        entry = offset + 2 + 12 * k
+        if entry + 12 > len(tiff):
+            break
+        if int.from_bytes(tiff[entry : entry + 2], order) == 0x0112:
+            value = int.from_bytes(tiff[entry + 8 : entry + 10], order)
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn decoded pixels upright as EXIF orientation says: the same result as Pillow's
+    ``ImageOps.exif_transpose`` (a test holds them equal), applied to every decoder's output."""
+    if orientation == 2:
+        return pixels[:, ::-1]
+    if orientation == 3:
+        return pixels[::-1, ::-1]
+    if orientation == 4:
+        return pixels[::-1]
+    if orientation == 5:
+        return pixels.swapaxes(0, 1)
+    if orientation == 6:
+        return np.rot90(pixels, -1)
+    if orientation == 7:
+        return pixels.swapaxes(0, 1)[::-1, ::-1]
+    if orientation == 8:
+        return np.rot90(pixels, 1)
+    return pixels
+
+
+def _decode_jpeg(data: bytes, height: int, width: int, max_pixels: int | None = None) -> np.ndarray | None:
     """RGB pixels of a baseline/progressive JPEG via simplejpeg (libjpeg-turbo, no GIL held), or
     None when it declines the file; Pillow then decides (it reads some files that libjpeg-turbo's
     strict mode rejects, and words the errors for the files it cannot read).
@@ -385,35 +493,120 @@ def _decode_jpeg(data: bytes, height: int, width: int) -> np.ndarray | None:
     try:
         src_height, src_width = simplejpeg.decode_jpeg_header(data)[:2]
         scale = _jpeg_scale(src_width, src_height, width, height)
+        _check_pixels(-(-src_width // scale), -(-src_height // scale), max_pixels)
         return simplejpeg.decode_jpeg(
             data, colorspace="RGB", min_height=-(-src_height // scale), min_width=-(-src_width // scale)
         )
+    except ImageTooLarge:
+        raise
     except ValueError:  # truncated, corrupt or unsupported: strict libjpeg warnings land here too
         return None
 
 
-def _decode_pillow(data: bytes, height: int, width: int) -> np.ndarray:
-    """RGB pixels of any format Pillow reads; raises on bad files. GIFs give their first frame."""
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def _decode_pillow(
+    data: bytes, height: int, width: int, max_pixels: int | None = None
+) -> tuple[np.ndarray, int]:
+    """(RGB pixels, EXIF orientation) of any format Pillow reads; raises on bad files. GIFs give
+    their first frame."""
     import io
 
     from PIL import Image
 
+    # imgai's own cap (data.max_image_pixels, checked on the header before decoding) replaces
+    # Pillow's decompression-bomb guard, whose warning would otherwise reach the terminal raw.
+    Image.MAX_IMAGE_PIXELS = None
     with Image.open(io.BytesIO(data)) as img:
         img.seek(0)
+        if img.format != "JPEG":  # no DCT scaling: the header's size is what would be decoded
+            _check_pixels(img.size[0], img.size[1], max_pixels)
+        # Pillow's getexif() decodes a PNG whose eXIf chunk is not before its pixels: read only
+        # what the header gave (every PNG writer we know puts it first).
+        has_exif = img.format in ("JPEG", "WEBP", "TIFF") or (img.format == "PNG" and "exif" in img.info)
+        orientation = img.getexif().get(0x0112, 1) if has_exif else 1
+        orientation = orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
         # JPEGs at least twice the target size are decoded at 1/2, 1/4 or 1/8 scale by libjpeg
-        # (never below the target), then resized as usual: a large photo decodes several times faster.
-        img.draft(img.mode, (width, height))
+        # (never below the target), then resized as usual: 4x faster for a 12-megapixel photo.
+        img.draft(img.mode, (height, width) if orientation >= 5 else (width, height))
+        _check_pixels(img.size[0], img.size[1], max_pixels)
         img.load()  # force a full decode here, so truncated files fail now, not later
+        if img.mode in _SIXTEEN_BIT_MODES:
+            # 16-bit grey: keep the high byte (v >> 8, as TensorFlow's decode_png to uint8);
+            # Pillow's convert("RGB") would clip every value above 255 to white.
+            grey = (np.clip(np.asarray(img), 0, 65535).astype(np.uint32) >> 8).astype(np.uint8)
+            return np.repeat(grey[:, :, None], 3, axis=2), orientation
         if img.mode in ("P", "LA", "RGBA", "PA"):
             # Composite transparency on black, as TensorFlow's decoders drop alpha.
             img = img.convert("RGBA").convert("RGB")
         elif img.mode != "RGB":
             img = img.convert("RGB")
-        return np.asarray(img, dtype=np.uint8)
+        return np.asarray(img, dtype=np.uint8), orientation
+
+
+def read_image_bytes(path: str | Path) -> bytes:
+    """The bytes of an image file, refusing anything but a regular file before reading: a FIFO
+    named x.jpg would block a plain open() forever, a device would never end."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = (
+                "a FIFO"
+                if stat.S_ISFIFO(mode)
+                else "a directory"
+                if stat.S_ISDIR(mode)
+                else "a device or socket"
+            )
+            raise ValueError(f"not a regular file ({kind}): not read")
+        with os.fdopen(fd, "rb") as fh:
+            fd = -1
+            return fh.read()
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def decode_rgb(
+    path: str | Path, target: tuple[int, int], max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """Upright RGB pixels of an image file, at the decoder's size for ``target`` (JPEGs may be
+    DCT-scaled towards it, never below it), before any resize. The one decoder: training,
+    evaluation, prediction, explanation and export pictures all come from here, so EXIF
+    orientation, 16-bit images and the pixel cap are handled the same everywhere."""
+    height, width = target
+    data = read_image_bytes(path)
+    rgb, orientation = None, 1
+    if data[:3] == _JPEG_MAGIC:
+        orientation = _jpeg_orientation(data)
+        # DCT scaling works on the stored image, which is turned a quarter for orientations 5-8.
+        stored = (width, height) if orientation >= 5 else (height, width)
+        rgb = _decode_jpeg(data, stored[0], stored[1], max_pixels)
+    if rgb is None:
+        rgb, orientation = _decode_pillow(data, height, width, max_pixels)
+    return np.ascontiguousarray(_orient(rgb, orientation))
+
+
+def decode_for_display(
+    path: str | Path, max_side: int, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """RGB pixels scaled to fit ``max_side`` (aspect kept, each side at least 1): what explain
+    shows beside its heat map, from the same decoder as the model's input."""
+    rgb = decode_rgb(path, (max_side, max_side), max_pixels)
+    h, w = rgb.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale < 1.0:
+        rgb = _resize(rgb, max(1, round(h * scale)), max(1, round(w * scale)), "bilinear")
+    return rgb
 
 
 def decode_image(
-    path: str | Path, spec: DecodeSpec | tuple[int, int], color_mode: str | None = None, interpolation=None
+    path: str | Path,
+    spec: DecodeSpec | tuple[int, int],
+    color_mode: str | None = None,
+    interpolation: str | None = None,
+    max_pixels: int | None = None,
 ) -> np.ndarray:
     """Read one image file into a (H, W, C) uint8 array as ``spec`` says; raises on bad files.
 
@@ -424,11 +617,7 @@ def decode_image(
     """
     spec = DecodeSpec.of(spec, color_mode, interpolation)
     height, width = spec.image_size
-    with open(path, "rb") as fh:
-        data = fh.read()
-    rgb = _decode_jpeg(data, height, width) if data[:3] == _JPEG_MAGIC else None
-    if rgb is None:
-        rgb = _decode_pillow(data, height, width)
+    rgb = decode_rgb(path, (height, width), spec.max_pixels if max_pixels is None else max_pixels)
     if spec.color_mode != "rgb":
         rgb = _to_gray(rgb)
     if rgb.shape[:2] != (height, width):

@@ -66,6 +66,10 @@ def collect_paths(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
                 problems.append((item, "no file matches this pattern"))
             for match in matches:
                 files.extend(sorted(iter_image_files(match)) if os.path.isdir(match) else [match])
+        elif path.exists():  # a FIFO, device or socket: never opened, it could block forever
+            problems.append((item, "not a regular file (a FIFO, device or socket): not read"))
+        elif path.is_symlink():
+            problems.append((item, "a link to a file that does not exist"))
         else:
             problems.append((item, "no such file or folder"))
     return files, problems

@@ -24,7 +24,7 @@ from typing import Any
 
 from imgai import __version__
 from imgai.config import Config, dump_config, load_config
-from imgai.data import DecodeSpec, Splits, resolve_splits, write_skipped
+from imgai.data import NOT_FOLLOWED, DecodeSpec, Splits, resolve_splits, write_skipped
 from imgai.errors import ImgaiError, Terminated
 from imgai.lock import RunLock
 from imgai.modelfile import ModelInfo
@@ -101,10 +101,22 @@ def model_metadata(config: Config, class_names: list[str]) -> ModelInfo:
 def _decode_splits(splits: Splits, config: Config, run_dir: Path, log: Callable[[str], None]):
     """(training images, validation images or None, skipped files): image stores held where
     ``data.cache`` says, the unreadable files listed in the run folder."""
-    from imgai.cache import prepare_splits
+    from imgai.cache import _memory_bytes, prepare_splits
+    from imgai.models import check_fits_memory
 
+    # Before decoding anything: settings that cannot fit would otherwise fail minutes later, in an
+    # out-of-memory crash with a traceback, after decoding every image at that size.
+    spec = DecodeSpec.from_config(config.data)
+    available = _memory_bytes()[1]
+    classes, batch = len(splits.class_names), config.data.batch_size
+    check_fits_memory(config.model, spec.image_size, spec.channels, classes, batch, available)
     train, val = prepare_splits(splits.train, splits.val, config.data, log)
-    skipped = train.skipped + (val.skipped if val is not None else [])
+    links = list(dict.fromkeys(link for _, fl in splits.items() for link in fl.not_followed))
+    if links:
+        log(
+            f"Did not follow {len(links)} directory link(s) back into folders already scanned; see {SKIPPED_FILE}."
+        )
+    skipped = links + train.skipped + (val.skipped if val is not None else [])
     if skipped:
         write_skipped(run_dir / SKIPPED_FILE, skipped)
         log(f"Skipped {len(skipped)} unreadable file(s); listed in {run_dir / SKIPPED_FILE}")
@@ -650,7 +662,8 @@ def _finish(model, config, run_dir, state, monitor, seconds, train_images, val_i
         if train_cfg.restore_best_weights and (run_dir / BEST_MODEL).is_file():
             model.load_weights(run_dir / BEST_MODEL)
             log(f"Restored the weights of the best epoch, {state.best_epoch}.")
-    streamed_skipped = train_images.skipped + (val_images.skipped if val_images is not None else [])
+    links = [item for item in skipped if item[1] == NOT_FOLLOWED]
+    streamed_skipped = links + train_images.skipped + (val_images.skipped if val_images is not None else [])
     if len(streamed_skipped) > len(skipped):  # data.cache=none finds unreadable files while training
         write_skipped(run_dir / SKIPPED_FILE, streamed_skipped)
         log(
