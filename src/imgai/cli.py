@@ -669,6 +669,54 @@ def data_preview(configs: tuple[str, ...], output: str, count: int, overrides: t
     preview(config, output, count=count, log=_echo)
 
 
+@data.group("cache", context_settings=CONTEXT)
+def data_cache() -> None:
+    """List or clear the disk cache of decoded images (data.cache_dir)."""
+
+
+def _cache_dir(cache_dir: str | None):
+    from pathlib import Path
+
+    from imgai.config import DataConfig
+
+    return Path(cache_dir or DataConfig().cache_dir).expanduser()
+
+
+@data_cache.command("list", context_settings=CONTEXT)
+@click.option(
+    "--cache-dir", default=None, metavar="DIR", help="Cache folder (default: data.cache_dir's default)."
+)
+@_handle_errors
+def data_cache_list(cache_dir: str | None) -> None:
+    """Each cached data set with its size and when it was last used, oldest first."""
+    from imgai.cachedir import _size, list_caches
+
+    folder = _cache_dir(cache_dir)
+    entries = list_caches(folder)
+    for entry in entries:
+        click.echo(printable(entry.describe()))
+    total = sum(e.bytes for e in entries)
+    click.echo(f"{len(entries)} cache(s), {_size(total)} in {folder}")
+
+
+@data_cache.command("clear", context_settings=CONTEXT)
+@click.argument("keys", nargs=-1, metavar="[KEY]...")
+@click.option(
+    "--cache-dir", default=None, metavar="DIR", help="Cache folder (default: data.cache_dir's default)."
+)
+@_handle_errors
+def data_cache_clear(keys: tuple[str, ...], cache_dir: str | None) -> None:
+    """Remove the caches named KEY (as 'imgai data cache list' shows them), or all of them."""
+    from imgai.cachedir import _size, clear_caches, list_caches
+
+    folder = _cache_dir(cache_dir)
+    unknown = sorted(set(keys) - {e.folder.name for e in list_caches(folder)})
+    if unknown:
+        raise ImgaiError(f"no cache named {', '.join(unknown)} in '{folder}': see imgai data cache list")
+    removed = clear_caches(folder, keys)
+    click.echo(f"Removed {len(removed)} cache(s), {_size(sum(e.bytes for e in removed))}, from {folder}.")
+
+
 def main() -> None:
     cli(prog_name="imgai")
 

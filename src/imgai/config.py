@@ -81,6 +81,19 @@ class DataConfig(_Section):
     cache_dir: str = Field(
         "~/.cache/imgai", description="Folder of the disk cache (data.cache=disk); safe to delete."
     )
+    cache_max_gb: float = Field(
+        50.0,
+        gt=0.0,
+        description="Size cap of data.cache_dir: after a cache is built, the least recently used "
+        "others are removed until all fit (imgai data cache list shows them).",
+    )
+    max_image_pixels: int = Field(
+        100_000_000,
+        ge=1,
+        le=2**40,
+        description="Decoded pixels per image above which a file is skipped with a reason (large "
+        "JPEGs are decoded at reduced scale first, so only crafted or huge images hit it).",
+    )
 
     @field_validator("image_size", mode="before")
     @classmethod

@@ -47,7 +47,7 @@ IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 # Decoded pixels per image above which a file is skipped (data.max_image_pixels): a 108 Mpx phone
 # photo decodes at 1/2 scale or less for any model input, so only crafted or scientific images hit it.
 NOT_FOLLOWED = "directory link to a folder already scanned: not followed"
-DEFAULT_MAX_PIXELS = 100_000_000
+DEFAULT_MAX_PIXELS = 100_000_000  # DecodeSpec.max_pixels and config's data.max_image_pixels say the same
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,9 @@ class DecodeSpec:
     image_size: tuple[int, int]
     color_mode: str = "rgb"
     interpolation: str = "bilinear"
-    max_pixels: int = DEFAULT_MAX_PIXELS  # decoded pixels above which a file is skipped
+    max_pixels: int = (
+        DEFAULT_MAX_PIXELS  # data.max_image_pixels: decoded pixels above which a file is skipped
+    )
 
     @property
     def channels(self) -> int:
@@ -65,7 +67,9 @@ class DecodeSpec:
 
     @classmethod
     def from_config(cls, data_cfg) -> DecodeSpec:
-        return cls(tuple(data_cfg.image_size), data_cfg.color_mode, data_cfg.interpolation)
+        return cls(
+            tuple(data_cfg.image_size), data_cfg.color_mode, data_cfg.interpolation, data_cfg.max_image_pixels
+        )
 
     @classmethod
     def of(cls, spec, color_mode: str | None = None, interpolation: str | None = None) -> DecodeSpec:
