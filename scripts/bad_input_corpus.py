@@ -109,11 +109,11 @@ def run_corpus(work: Path) -> dict:
 
     from imgai.errors import ImgaiError
     from imgai.explain import explain_file
-    from imgai.models import load_model
+    from imgai.modelfile import load_model
     from imgai.quiet import import_keras
 
     import_keras()
-    loaded, meta = load_model(model)
+    loaded, info = load_model(model)
 
     def alarm(signum, frame):
         raise Hang()
@@ -133,7 +133,7 @@ def run_corpus(work: Path) -> dict:
         entry["predict"] = "error: " + row["error"] if "error" in row else "predicted" if row else "MISSING"
         signal.alarm(60)
         try:
-            explain_file(loaded, meta, path, work / f"explain_{kind}.png")
+            explain_file(loaded, info, path, work / f"explain_{kind}.png")
             entry["explain"] = "explained"
         except ImgaiError as exc:
             entry["explain"] = "error: " + exc.message

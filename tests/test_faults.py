@@ -1,6 +1,7 @@
 """Faults during training: a diverging loss, Ctrl-C inside the first save, SIGTERM, a full disk.
 Each stops with one line, keeps the last good checkpoints as they were and leaves no empty run."""
 
+import importlib
 import os
 import signal
 import subprocess
@@ -11,11 +12,13 @@ import numpy as np
 import pytest
 
 from conftest import REPO, run_imgai
-from imgai import train as train_module
 from imgai.config import load_config
 from imgai.errors import ImgaiError
 from imgai.resume import read_state
 from imgai.train import train
+
+# imgai.train is also the public API's function; the module is wanted here.
+train_module = importlib.import_module("imgai.train")
 
 TINY = ["model.filters=[8,16]", "model.dense_units=16", "data.image_size=[32,32]", "data.batch_size=8"]
 
@@ -66,12 +69,12 @@ def test_divergence_after_a_good_epoch_keeps_its_checkpoints(split_dataset, tmp_
 
 
 def test_ctrl_c_inside_the_first_save_says_nothing_was_saved(split_dataset, tmp_path, monkeypatch):
-    import imgai.models
+    import imgai.modelfile
 
     def interrupted_save(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(imgai.models, "save_model", interrupted_save)
+    monkeypatch.setattr(imgai.modelfile, "save_model", interrupted_save)
     lines: list[str] = []
     with pytest.raises(KeyboardInterrupt):
         train(tiny(split_dataset, tmp_path, "train.epochs=2"), name="cc", log=lines.append)
@@ -83,9 +86,9 @@ def test_ctrl_c_inside_the_first_save_says_nothing_was_saved(split_dataset, tmp_
 def test_disk_full_in_a_later_checkpoint_keeps_the_earlier_one(split_dataset, tmp_path, monkeypatch):
     import errno
 
-    import imgai.models
+    import imgai.modelfile
 
-    real_save, calls = imgai.models.save_model, []
+    real_save, calls = imgai.modelfile.save_model, []
 
     def save_then_fill(model, path, *args, **kwargs):
         calls.append(path)
@@ -93,7 +96,7 @@ def test_disk_full_in_a_later_checkpoint_keeps_the_earlier_one(split_dataset, tm
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(model, path, *args, **kwargs)
 
-    monkeypatch.setattr(imgai.models, "save_model", save_then_fill)
+    monkeypatch.setattr(imgai.modelfile, "save_model", save_then_fill)
     with pytest.raises(ImgaiError, match="No space left on device") as info:
         train(tiny(split_dataset, tmp_path, "train.epochs=3"), name="full", log=lambda _: None)
     assert info.value.exit_code == 1 and "--resume" in info.value.message
