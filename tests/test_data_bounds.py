@@ -159,3 +159,16 @@ def test_orientation_parser_survives_garbage():
     buffer = io.BytesIO()
     asymmetric().save(buffer, "JPEG")
     assert _jpeg_orientation(buffer.getvalue()) == 1
+
+
+def test_the_pixel_cap_is_a_setting_every_store_uses(tmp_path):
+    from imgai.config import load_config
+    from imgai.data import DecodeSpec
+
+    make_classes(tmp_path)  # 8x8 = 64 pixels each
+    spec = DecodeSpec.from_config(load_config([], ["data.max_image_pixels=63", "data.image_size=32"]).data)
+    assert spec.max_pixels == 63
+    decoded = load_images(scan_folder(tmp_path), spec)
+    assert len(decoded) == 0 and len(decoded.skipped) == 6
+    assert all("over data.max_image_pixels" in reason for _, reason in decoded.skipped)
+    assert len(load_images(scan_folder(tmp_path), DecodeSpec((32, 32)))) == 6  # default: 100 Mpx

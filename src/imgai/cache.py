@@ -257,6 +257,7 @@ def cache_key(paths: list[str], labels: np.ndarray, spec: DecodeSpec) -> str:
         "image_size": list(spec.image_size),
         "color_mode": spec.color_mode,
         "interpolation": spec.interpolation,
+        "max_pixels": spec.max_pixels,  # a different cap skips different files
         "resizer": resizer(),
     }
     digest.update(json.dumps(settings, sort_keys=True).encode())
