@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imgai.cachedir import block_hashes, evict, file_stamp, mark_used, remove_stale_builds, verify_blocks
 from imgai.data import (
     DecodedImages,
     DecodeSpec,
@@ -55,7 +56,7 @@ from imgai.data import (
 )
 from imgai.errors import ImgaiError
 
-CACHE_FORMAT = 2  # 2: OpenCV resize (no antialiasing) replaced Pillow's
+CACHE_FORMAT = 3  # 2: OpenCV resize (no antialiasing) replaced Pillow's; 3: content stamps, block checksums
 IMAGES_FILE = "images.npy"
 INDEX_FILE = "index.json"
 BUILDING_PREFIX = ".building-"
@@ -263,15 +264,14 @@ def cache_key(paths: list[str], labels: np.ndarray, spec: DecodeSpec) -> str:
         "image_size": list(spec.image_size),
         "color_mode": spec.color_mode,
         "interpolation": spec.interpolation,
+        "max_pixels": spec.max_pixels,  # a different cap skips different files
         "resizer": resizer(),
     }
     digest.update(json.dumps(settings, sort_keys=True).encode())
     for path in paths:
-        try:
-            st = os.stat(path)
-            stamp = f"{st.st_size}:{st.st_mtime_ns}"
-        except OSError:
-            stamp = "missing"
+        # Size, mtime and a hash of the file's head and tail: an in-place edit with the mtime put
+        # back (touch -r) still makes a new key.
+        stamp = file_stamp(path)
         digest.update(f"{os.path.abspath(path)}\0{stamp}\n".encode())
     digest.update(np.asarray(labels, dtype=np.int32).tobytes())
     return digest.hexdigest()[:32]
@@ -380,6 +380,10 @@ def _open_cache(folder: Path) -> CachedImages | None:
             or images_path.stat().st_size != offset + nbytes
         ):
             return None
+        # Every block checked against the checksums written with the cache: bytes changed on disk
+        # (a bad sector, another program) mean a rebuild, never training on them.
+        if verify_blocks(images_path, 0, index["block_hashes"]) is not None:
+            return None
         labels = np.asarray(index["labels"], dtype=np.int32)
         if nbytes == 0:
             images, reader = np.zeros(shape, dtype=np.uint8), None
@@ -401,13 +405,7 @@ def _open_cache(folder: Path) -> CachedImages | None:
 
 
 def _remove_stale_builds(cache_dir: Path) -> None:
-    now = time.time()
-    for entry in cache_dir.glob(BUILDING_PREFIX + "*"):
-        try:
-            if now - entry.stat().st_mtime > STALE_BUILD_SECONDS:
-                shutil.rmtree(entry, ignore_errors=True)
-        except OSError:
-            pass
+    remove_stale_builds(cache_dir)  # builders that died: at once; others after a day
 
 
 def load_disk_cache(
@@ -418,14 +416,17 @@ def load_disk_cache(
     label: str = "images",
     log: Callable[[str], None] = print,
     progress: bool = True,
+    max_bytes: int | None = None,
 ) -> CachedImages:
-    """The decoded images of ``files`` from the disk cache, building it first if needed."""
+    """The decoded images of ``files`` from the disk cache, building it first if needed; then
+    least recently used caches beyond ``max_bytes`` (``data.cache_max_gb``) are removed."""
     folder = cache_dir / cache_key(files.paths, files.labels, spec)
     if folder.is_dir():
         cached = _open_cache(folder)
         if cached is not None:
             skipped = f", {len(cached.skipped)} skipped" if cached.skipped else ""
             log(f"Using cache {folder} ({len(cached):,} {label}{skipped}).")
+            mark_used(folder)
             return cached
         log(f"Cache {folder} is incomplete or damaged: rebuilding it.")
         shutil.rmtree(folder, ignore_errors=True)
@@ -433,6 +434,10 @@ def load_disk_cache(
     kept, errors = _build_cache(files, spec, folder, workers, label, progress)
     skipped = f" ({len(errors)} skipped)" if errors else ""
     log(f"Built cache {folder}: {len(kept):,} {label} in {time.perf_counter() - start:.1f} s{skipped}.")
+    mark_used(folder)
+    if max_bytes is not None:
+        for entry in evict(cache_dir, max_bytes, keep=folder):
+            log(f"Removed the least recently used cache {entry.folder.name} to stay under data.cache_max_gb.")
     cached = _open_cache(folder)
     if cached is None:
         raise ImgaiError(
@@ -474,6 +479,7 @@ def _build_cache(files: FileList, spec: DecodeSpec, folder: Path, workers, label
             "paths": [files.paths[i] for i in kept],
             "labels": np.asarray(files.labels)[kept].astype(int).tolist(),
             "skipped": [[files.paths[i], errors[i]] for i in sorted(errors)],
+            "block_hashes": block_hashes(building / IMAGES_FILE),
         }
         (building / INDEX_FILE).write_text(json.dumps(index), encoding="utf-8")
         try:
@@ -513,7 +519,13 @@ def prepare_images(
         )
     if mode == "disk":
         return load_disk_cache(
-            files, spec, default_cache_dir(data_cfg.cache_dir), data_cfg.workers, label, log
+            files,
+            spec,
+            default_cache_dir(data_cfg.cache_dir),
+            data_cfg.workers,
+            label,
+            log,
+            max_bytes=int(data_cfg.cache_max_gb * 2**30),
         )
     start = time.perf_counter()
     decoded = load_images(files, spec, workers=data_cfg.workers, label=f"decoding {label}")

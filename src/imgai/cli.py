@@ -7,6 +7,7 @@ imported at module level, so ``imgai --help`` never loads TensorFlow.
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 
@@ -15,6 +16,7 @@ import click
 from imgai import __version__
 from imgai.errors import ImgaiError
 from imgai.names import HIGHER_IS_BETTER, LOWER_IS_BETTER, PREDICTION_FORMATS
+from imgai.text import printable, printable_lines
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -44,6 +46,29 @@ FLAGS = {
 SCHEMA_DEFAULT = "default: {key} in the config, see 'imgai config show'"
 
 
+_ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOENT,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EEXIST,
+    errno.ENAMETOOLONG,
+    errno.EIO,
+    errno.EXDEV,
+    errno.ELOOP,
+}
+_HINT = "check the path and that its folder is writable"
+_ERRNO_HINTS = {
+    errno.ENOSPC: "free some space or write elsewhere",
+    errno.EDQUOT: "free some space or write elsewhere",
+    errno.EROFS: "the file system is read-only: write elsewhere",
+}
+
+
 def _handle_errors(fn):
     """User mistakes -> one line and their exit code; Ctrl-C -> exit 130; no tracebacks for either."""
 
@@ -52,17 +77,37 @@ def _handle_errors(fn):
         try:
             return fn(*args, **kwargs)
         except ImgaiError as exc:
-            click.echo(f"Error: {exc.worded(FLAGS)}", err=True)
+            click.echo(f"Error: {printable(exc.worded(FLAGS))}", err=True)
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            sys.exit(130)
+        except OSError as exc:
+            # The disk, not imgai: full, read-only, no permission, a path that cannot exist. Every
+            # write goes through runs.atomic_path, so nothing half-written stays behind.
+            if exc.errno not in _ENVIRONMENT_ERRNOS:
+                raise
+            from imgai.runs import describe_os_error
+
+            click.echo(
+                f"Error: {printable(describe_os_error(exc))}: {_ERRNO_HINTS.get(exc.errno, _HINT)}", err=True
+            )
+            sys.exit(2)
+        except ValueError as exc:
+            if "null byte" not in str(exc):
+                raise
+            click.echo("Error: a path holds a NUL character: give a plain file or folder path", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt as exc:
+            from imgai.errors import Terminated
+
+            terminated = isinstance(exc, Terminated)
+            click.echo("Stopped (SIGTERM)." if terminated else "Interrupted.", err=True)
+            sys.exit(143 if terminated else 130)
 
     return wrapper
 
 
 def _echo(text: str) -> None:
-    click.echo(text)
+    # Names from the user's disk reach the terminal here: control characters are escaped.
+    click.echo(printable_lines(text))
 
 
 def _single_device_note(model_path, command: str) -> None:
@@ -197,10 +242,12 @@ def train(
     if resume_run is not None:
         if configs or name:
             raise ImgaiError("--resume continues a run with its own saved config: drop --config and --name")
+        from imgai.lock import check_free
         from imgai.resume import check_resume_overrides, find_run
 
         run_dir = find_run(resume_run)  # light checks before the heavy import
         check_resume_overrides(overrides)
+        check_free(run_dir)
         _load_keras()
         from imgai.train import resume
 
@@ -551,7 +598,7 @@ def explain(images, model_path, run, runs_dir, class_name, output, output_dir, l
             else f"; explained '{result['explained']}' ({result['explained_probability']:.1%})"
         )
         click.echo(
-            f"{image}: predicted {result['predicted']} ({result['probability']:.1%}){about} -> {target}"
+            f"{printable(image)}: predicted {result['predicted']} ({result['probability']:.1%}){about} -> {target}"
         )
 
 
@@ -738,6 +785,8 @@ def data_sample(out_dir: str, size: int, per_class: int | None, seed: int) -> No
 
     from imgai.sample_data import DEFAULT_SPLITS, make_shapes_dataset
 
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ImgaiError(f"'{out_dir}' is a file, not a folder: choose a new folder for the sample data")
     if Path(out_dir).exists() and any(Path(out_dir).iterdir()):
         raise ImgaiError(f"'{out_dir}' exists and is not empty: choose another folder or remove it first")
     splits = (
@@ -871,6 +920,54 @@ def data_check(args, configs, output_dir, fail_on, label_issues, folds, epochs) 
         click.echo(text)
         if not passed:
             sys.exit(1)
+
+
+@data.group("cache", context_settings=CONTEXT)
+def data_cache() -> None:
+    """List or clear the disk cache of decoded images (data.cache_dir)."""
+
+
+def _cache_dir(cache_dir: str | None):
+    from pathlib import Path
+
+    from imgai.config import DataConfig
+
+    return Path(cache_dir or DataConfig().cache_dir).expanduser()
+
+
+@data_cache.command("list", context_settings=CONTEXT)
+@click.option(
+    "--cache-dir", default=None, metavar="DIR", help="Cache folder (default: data.cache_dir's default)."
+)
+@_handle_errors
+def data_cache_list(cache_dir: str | None) -> None:
+    """Each cached data set with its size and when it was last used, oldest first."""
+    from imgai.cachedir import _size, list_caches
+
+    folder = _cache_dir(cache_dir)
+    entries = list_caches(folder)
+    for entry in entries:
+        click.echo(printable(entry.describe()))
+    total = sum(e.bytes for e in entries)
+    click.echo(f"{len(entries)} cache(s), {_size(total)} in {folder}")
+
+
+@data_cache.command("clear", context_settings=CONTEXT)
+@click.argument("keys", nargs=-1, metavar="[KEY]...")
+@click.option(
+    "--cache-dir", default=None, metavar="DIR", help="Cache folder (default: data.cache_dir's default)."
+)
+@_handle_errors
+def data_cache_clear(keys: tuple[str, ...], cache_dir: str | None) -> None:
+    """Remove the caches named KEY (as 'imgai data cache list' shows them), or all of them."""
+    from imgai.cachedir import _size, clear_caches, list_caches
+
+    folder = _cache_dir(cache_dir)
+    unknown = sorted(set(keys) - {e.folder.name for e in list_caches(folder)})
+    if unknown:
+        raise ImgaiError(f"no cache named {', '.join(unknown)} in '{folder}': see imgai data cache list")
+    removed = clear_caches(folder, keys)
+    click.echo(f"Removed {len(removed)} cache(s), {_size(sum(e.bytes for e in removed))}, from {folder}.")
 
 
 def main() -> None:

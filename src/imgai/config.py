@@ -21,16 +21,24 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from imgai import names
+from imgai import boundedyaml, names
 from imgai.errors import ImgaiError
+from imgai.text import short_repr
 
 # keras.optimizers.AdamW's own default, which an empty train.weight_decay means for adamw.
 ADAMW_DEFAULT_WEIGHT_DECAY = 0.004
 
+# Upper bounds well above any real use, so a typo (an extra zero, 1e9) is a config error, not an
+# out-of-memory crash minutes later.
+MAX_IMAGE_SIDE = 8192
+MAX_UNITS = 65536
+RANDAUGMENT_OPS = 11  # len(keras.layers.RandAugment._AUGMENT_LAYERS) in Keras 3.15
+
 
 class _Section(BaseModel):
     # Unknown keys are caught earlier with a "did you mean" hint; forbid is the safety net.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # No setting means anything as inf or nan (an infinite learning rate trains NaN weights).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(_Section):
@@ -53,7 +61,7 @@ class DataConfig(_Section):
         "same seed).",
     )
     image_size: tuple[int, int] = Field(
-        (224, 224), description="[height, width] the images are resized to; each at least 32."
+        (224, 224), description="[height, width] the images are resized to; each 32 to 8192."
     )
     color_mode: Literal["rgb", "grayscale"] = Field("rgb", description="rgb (3 channels) or grayscale (1).")
     interpolation: Literal["bilinear", "nearest", "bicubic"] = Field(
@@ -64,11 +72,12 @@ class DataConfig(_Section):
     batch_size: int = Field(
         32,
         ge=1,
+        le=65536,
         description="Images per training step: the global batch, split over every device and process of "
         "the run (see train.distribution).",
     )
     shuffle: bool = Field(True, description="Shuffle the file list before splitting and every epoch.")
-    workers: int = Field(0, ge=0, description="Threads that decode images; 0 = one per CPU core.")
+    workers: int = Field(0, ge=0, le=1024, description="Threads that decode images; 0 = one per CPU core.")
     cache: Literal["auto", "memory", "disk", "none"] = Field(
         "auto",
         description="Where decoded images are kept: memory (decoded each run), disk (decoded once, "
@@ -111,6 +120,20 @@ class DataConfig(_Section):
                 raise ValueError(f"not a valid regular expression ({exc})") from None
         return value or None
 
+    cache_max_gb: float = Field(
+        50.0,
+        gt=0.0,
+        description="Size cap of data.cache_dir: after a cache is built, the least recently used "
+        "others are removed until all fit (imgai data cache list shows them).",
+    )
+    max_image_pixels: int = Field(
+        100_000_000,
+        ge=1,
+        le=2**40,
+        description="Decoded pixels per image above which a file is skipped with a reason (large "
+        "JPEGs are decoded at reduced scale first, so only crafted or huge images hit it).",
+    )
+
     @field_validator("image_size", mode="before")
     @classmethod
     def _square_from_int(cls, value: Any) -> Any:
@@ -124,6 +147,8 @@ class DataConfig(_Section):
     def _at_least_32(cls, value: tuple[int, int]) -> tuple[int, int]:
         if min(value) < 32:
             raise ValueError("each side must be at least 32 pixels")
+        if max(value) > MAX_IMAGE_SIDE:
+            raise ValueError(f"each side must be at most {MAX_IMAGE_SIDE} pixels")
         return value
 
 
@@ -141,9 +166,9 @@ class ModelConfig(_Section):
         min_length=1,
         description="cnn only: Conv2D filters per block; each block ends in 2x2 max-pooling.",
     )
-    kernel_size: int = Field(3, ge=1, description="cnn only: Conv2D kernel size.")
+    kernel_size: int = Field(3, ge=1, le=31, description="cnn only: Conv2D kernel size.")
     dense_units: int = Field(
-        512, ge=1, description="cnn only: units of the dense layer before the classifier."
+        512, ge=1, le=MAX_UNITS, description="cnn only: units of the dense layer before the classifier."
     )
     dropout: float = Field(
         0.5, ge=0.0, lt=1.0, description="Dropout rate before the classifier (every model)."
@@ -154,7 +179,7 @@ class ModelConfig(_Section):
         description="sepresnet only: stem conv width, one width per residual stage (each halves the "
         "image), then the width of the last separable conv before pooling.",
     )
-    depth: int = Field(2, ge=1, description="sepresnet only: separable convs in each residual stage.")
+    depth: int = Field(2, ge=1, le=64, description="sepresnet only: separable convs in each residual stage.")
     weights: str | None = Field(
         "imagenet",
         description="Backbones only: imagenet (downloaded once into Keras's cache, ~/.keras/models), "
@@ -169,7 +194,10 @@ class ModelConfig(_Section):
         "avg", description="Backbones and sepresnet: global pooling of the last feature map."
     )
     head_units: int = Field(
-        0, ge=0, description="Backbones and sepresnet: units of a hidden Dense layer in the head; 0 = none."
+        0,
+        ge=0,
+        le=MAX_UNITS,
+        description="Backbones and sepresnet: units of a hidden Dense layer in the head; 0 = none.",
     )
 
     @field_validator("name")
@@ -190,15 +218,15 @@ class ModelConfig(_Section):
     @field_validator("widths")
     @classmethod
     def _positive_widths(cls, value: list[int]) -> list[int]:
-        if any(w < 1 for w in value):
-            raise ValueError("every width must be at least 1")
+        if any(w < 1 or w > MAX_UNITS for w in value):
+            raise ValueError(f"every width must be 1 to {MAX_UNITS}")
         return value
 
     @field_validator("filters")
     @classmethod
     def _positive_filters(cls, value: list[int]) -> list[int]:
-        if any(f < 1 for f in value):
-            raise ValueError("every filter count must be at least 1")
+        if any(f < 1 or f > MAX_UNITS for f in value):
+            raise ValueError(f"every filter count must be 1 to {MAX_UNITS}")
         return value
 
 
@@ -241,7 +269,11 @@ class AugmentConfig(_Section):
         "the crop back up.",
     )
     randaugment: int = Field(
-        0, ge=0, description="RandAugment: number of random operations per image; 0 = off."
+        0,
+        ge=0,
+        le=RANDAUGMENT_OPS,
+        description=f"RandAugment: number of random operations per image (at most {RANDAUGMENT_OPS}, "
+        "the operations Keras has); 0 = off.",
     )
     randaugment_magnitude: float = Field(
         0.5, gt=0.0, le=1.0, description="RandAugment factor (strength of each operation)."
@@ -293,7 +325,7 @@ class AugmentConfig(_Section):
 class TrainConfig(_Section):
     """How the model is fitted."""
 
-    epochs: int = Field(10, ge=1, description="Passes over the training data.")
+    epochs: int = Field(10, ge=1, le=1_000_000, description="Passes over the training data.")
     precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = Field(
         "float32",
         description="Compute dtype policy: mixed_* compute in 16 bits with float32 weights and a float32 "
@@ -310,7 +342,7 @@ class TrainConfig(_Section):
         "(val_* needs validation data).",
     )
     top_k: int = Field(
-        5, ge=2, description="k of the top-k accuracy reported when there are more than 5 classes."
+        5, ge=2, le=1000, description="k of the top-k accuracy reported when there are more than 5 classes."
     )
     monitor_mode: Literal["auto", "min", "max"] = Field(
         "auto",
@@ -404,6 +436,7 @@ class TrainConfig(_Section):
     steps_per_execution: int = Field(
         1,
         ge=1,
+        le=100_000,
         description="Training steps run per call into the backend "
         "(fewer Python round trips; the learning rate then changes once per call).",
     )
@@ -550,7 +583,11 @@ class Config(_Section):
     """A whole imgai configuration."""
 
     seed: int = Field(
-        123, description="Seeds the split, the shuffling, the weight initialisation and every other RNG."
+        123,
+        ge=0,
+        le=2**32 - 1,
+        description="Seeds the split, the shuffling, the weight initialisation and every other RNG "
+        "(0 to 2**32-1, what NumPy accepts).",
     )
     deterministic: bool = Field(
         False,
@@ -594,9 +631,17 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read one YAML config file into a dict, with user-facing errors."""
     path = Path(path)
     if not path.is_file():
+        if path.exists():  # checked before opening: a FIFO would block the read forever
+            raise ImgaiError(f"config file '{path}' is not a regular file: pass a YAML file as `config`")
         raise ImgaiError(f"config file '{path}' not found: check the path given as `config`")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with path.open("rb") as fh:
+            raw = fh.read(boundedyaml.MAX_BYTES + 1)
+        data = boundedyaml.load(raw.decode("utf-8"))
+    except boundedyaml.YamlLimitError as exc:
+        raise ImgaiError(f"config file '{path}' {exc}: this is not a config imgai can use") from None
+    except OSError as exc:
+        raise ImgaiError(f"config file '{path}' cannot be read ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -626,10 +671,14 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """``"train.epochs=5"`` -> (["train", "epochs"], 5). Values are parsed as YAML."""
     key, sep, raw = text.partition("=")
     key = key.strip()
-    if not sep or not key or any(not part for part in key.split(".")):
-        raise ImgaiError(f"override '{text}' is not of the form key.sub=value (for example train.epochs=5)")
+    if not sep or not key or any(not part for part in key.split(".")) or len(key) > 200:
+        raise ImgaiError(
+            f"override {short_repr(text)} is not of the form key.sub=value (for example train.epochs=5)"
+        )
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = boundedyaml.load(raw) if raw.strip() else None
+    except boundedyaml.YamlLimitError as exc:
+        raise ImgaiError(f"override {short_repr(key)} {exc}: give a plain value") from None
     except yaml.YAMLError:
         value = raw  # an unparseable value stays a string; the schema then judges it
     return key.split("."), value
@@ -667,7 +716,8 @@ def _valid_paths(model: type[BaseModel], prefix: str = "") -> dict[str, type[Bas
 def _check_unknown_keys(data: dict[str, Any], model: type[BaseModel], prefix: str = "") -> None:
     known = _valid_paths(Config)
     for key, value in data.items():
-        dotted = f"{prefix}{key}"
+        printable = isinstance(key, str) and key.isprintable() and len(key) <= 80
+        dotted = f"{prefix}{key}" if printable else prefix + short_repr(key)
         if not isinstance(key, str) or key not in model.model_fields:
             siblings = list(model.model_fields)
             # Compare bare names first (the shared prefix would make every sibling look close),
@@ -684,20 +734,34 @@ def _check_unknown_keys(data: dict[str, Any], model: type[BaseModel], prefix: st
             if not isinstance(value, dict):
                 raise ImgaiError(
                     f"config key '{dotted}' must be a section (a mapping such as {dotted}.<key>: value), "
-                    f"got {value!r}"
+                    f"got {short_repr(value)}"
                 )
             _check_unknown_keys(value, section, dotted + ".")
 
 
+def _safe_part(part: Any) -> str:
+    return part if isinstance(part, str) and part.isprintable() and len(part) <= 80 else short_repr(part)
+
+
 def _describe_validation_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"] if not isinstance(p, int)) or "config"
+    errors = exc.errors()
+    # A union (class_weight: balanced or a mapping) reports one error per branch; the deepest one
+    # names the actual problem. Branch tags such as "literal['balanced']" are not config keys.
+    field = errors[0]["loc"][:2]
+    err = max((e for e in errors if e["loc"][:2] == field), key=lambda e: len(e["loc"]))
+    parts = [p for p in err["loc"] if not isinstance(p, int) and not (isinstance(p, str) and "[" in p)]
+    # Neither the path (a class_weight key) nor the value may be long or hold control characters:
+    # both come from the user's file, and an expanded alias can be huge.
+    loc = ".".join(_safe_part(p) for p in parts) or "config"
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
+    if len(msg) > 300 or not msg.isprintable():
+        msg = short_repr(msg)[1:-1]
     value = err.get("input")
-    shown = repr(value) if not isinstance(value, dict) else "a mapping"
-    more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+    shown = short_repr(value) if not isinstance(value, dict) else "a mapping"
+    others = len({e["loc"][:2] for e in errors}) - 1
+    more = f" (and {others} more problem(s))" if others else ""
     return f"invalid config value {loc}={shown}: {msg}{more}"
 
 

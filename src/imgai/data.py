@@ -31,6 +31,8 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import re
+import stat
 import sys
 import time
 from collections import Counter
@@ -41,8 +43,13 @@ from pathlib import Path
 import numpy as np
 
 from imgai.errors import ImgaiError
+from imgai.text import printable
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+# Decoded pixels per image above which a file is skipped (data.max_image_pixels): a 108 Mpx phone
+# photo decodes at 1/2 scale or less for any model input, so only crafted or scientific images hit it.
+NOT_FOLLOWED = "directory link to a folder already scanned: not followed"
+DEFAULT_MAX_PIXELS = 100_000_000  # DecodeSpec.max_pixels and config's data.max_image_pixels say the same
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,9 @@ class DecodeSpec:
     image_size: tuple[int, int]
     color_mode: str = "rgb"
     interpolation: str = "bilinear"
+    max_pixels: int = (
+        DEFAULT_MAX_PIXELS  # data.max_image_pixels: decoded pixels above which a file is skipped
+    )
 
     @property
     def channels(self) -> int:
@@ -59,7 +69,9 @@ class DecodeSpec:
 
     @classmethod
     def from_config(cls, data_cfg) -> DecodeSpec:
-        return cls(tuple(data_cfg.image_size), data_cfg.color_mode, data_cfg.interpolation)
+        return cls(
+            tuple(data_cfg.image_size), data_cfg.color_mode, data_cfg.interpolation, data_cfg.max_image_pixels
+        )
 
     @classmethod
     def of(cls, spec, color_mode: str | None = None, interpolation: str | None = None) -> DecodeSpec:
@@ -91,6 +103,8 @@ class FileList:
     source: str = ""
     # Files in the class folders that training skips for their extension (warned about by train).
     ignored: list[str] = field(default_factory=list)
+    # Directory links the scan did not follow (they led back into scanned folders), with why.
+    not_followed: list[tuple[str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -105,7 +119,12 @@ class FileList:
     def subset(self, indices: np.ndarray | list[int], source: str | None = None) -> FileList:
         indices = np.asarray(indices, dtype=np.int64)
         return FileList(
-            [self.paths[i] for i in indices], self.labels[indices], self.class_names, source or self.source
+            [self.paths[i] for i in indices],
+            self.labels[indices],
+            self.class_names,
+            source or self.source,
+            ignored=self.ignored,
+            not_followed=self.not_followed,
         )
 
 
@@ -178,15 +197,50 @@ def _is_hidden(name: str) -> bool:
 def list_class_folders(directory: str | Path) -> list[str]:
     """Sorted names of the non-hidden sub-folders of ``directory``."""
     directory = Path(directory)
-    return sorted(e.name for e in os.scandir(directory) if e.is_dir() and not _is_hidden(e.name))
+    names = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not _is_hidden(e.name))
+    for name in names:
+        # classes.txt holds one name per line and the names reach the terminal: a newline or an
+        # escape sequence in one would split it or steer the terminal.
+        if not name.isprintable():
+            raise ImgaiError(
+                f"class folder '{printable(name)}' in '{printable(directory)}' has a control character "
+                "(newline, tab, escape) in its name: rename the folder"
+            )
+    return names
 
 
-def iter_image_files(directory: str | Path, ignored: list[str] | None = None):
+def iter_image_files(
+    directory: str | Path, skipped: list[tuple[str, str]] | None = None, ignored: list[str] | None = None
+):
     """Image files under ``directory``, recursively, in Keras's order, hidden entries skipped.
-    ``ignored`` collects the other (non-hidden) files, skipped for their extension."""
+    ``ignored`` collects the other (non-hidden) files, skipped for their extension.
+
+    Directory links are followed (a class folder may link to images elsewhere), but each real
+    directory is visited once: a link back into the tree (``ln -s . loop``) or two links forming
+    a cycle would otherwise list files many times or never end. Links not followed are appended
+    to ``skipped`` as (path, reason)."""
     walk = []
+    seen: set[tuple[int, int]] = set()
+    try:
+        info = os.stat(directory)
+        seen.add((info.st_dev, info.st_ino))
+    except OSError:
+        pass
     for root, dirs, files in os.walk(directory, followlinks=True):
-        dirs[:] = [d for d in dirs if not _is_hidden(d)]
+        kept = []
+        for name in sorted(d for d in dirs if not _is_hidden(d)):
+            try:
+                info = os.stat(os.path.join(root, name))
+            except OSError:  # a dangling link
+                continue
+            key = (info.st_dev, info.st_ino)
+            if key in seen:
+                if skipped is not None:
+                    skipped.append((os.path.join(root, name), NOT_FOLLOWED))
+                continue
+            seen.add(key)
+            kept.append(name)
+        dirs[:] = kept
         walk.append((root, files))
     for root, files in sorted(walk, key=lambda x: x[0]):
         for name in sorted(files):
@@ -202,7 +256,7 @@ def scan_folder(directory: str | Path, class_names: list[str] | None = None) -> 
     """Index ``directory``'s class folders. With ``class_names``, they must match exactly."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise ImgaiError(f"data folder '{directory}' does not exist: set data.root=PATH to your image folder")
+        raise ImgaiError(_not_a_folder(directory, "data.root"))
     found = list_class_folders(directory)
     if class_names is None:
         class_names = found
@@ -226,13 +280,16 @@ def scan_folder(directory: str | Path, class_names: list[str] | None = None) -> 
     paths: list[str] = []
     labels: list[int] = []
     ignored: list[str] = []
+    not_followed: list[tuple[str, str]] = []
     for index, name in enumerate(class_names):
-        files = list(iter_image_files(directory / name, ignored))
+        files = list(iter_image_files(directory / name, not_followed, ignored))
         paths.extend(files)
         labels.extend([index] * len(files))
     if not paths:
         raise ImgaiError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in '{directory}'")
-    return FileList(paths, np.asarray(labels, dtype=np.int32), list(class_names), str(directory), ignored)
+    return FileList(
+        paths, np.asarray(labels, dtype=np.int32), list(class_names), str(directory), ignored, not_followed
+    )
 
 
 def split_files(
@@ -257,7 +314,7 @@ def split_files(
         np.random.RandomState(seed).shuffle(paths)
         np.random.RandomState(seed).shuffle(labels)
         np.random.RandomState(seed).shuffle(order)  # the same permutation, to carry ``groups``
-    shuffled = FileList(paths, labels, files.class_names, files.source, files.ignored)
+    shuffled = FileList(paths, labels, files.class_names, files.source, files.ignored, files.not_followed)
     if not validation_split:
         return shuffled, None
     num_val = int(validation_split * len(paths))
@@ -346,6 +403,12 @@ def split_groups(files: FileList, data_cfg, hashes=None) -> np.ndarray | None:
     return np.asarray([find(i) for i in range(len(files))], dtype=np.int64)
 
 
+def _not_a_folder(folder: Path, key: str) -> str:
+    if folder.exists():
+        return f"data folder '{printable(folder)}' is not a folder (a file?): set {key} to your image folder"
+    return f"data folder '{printable(folder)}' does not exist: set {key}=PATH to your image folder"
+
+
 def find_split_folder(root: Path, kind: str) -> Path | None:
     for name in SPLIT_FOLDER_NAMES[kind]:
         if (root / name).is_dir():
@@ -363,7 +426,7 @@ def split_folders(data_cfg) -> tuple[Path, Path | None, Path | None]:
         if root is None:
             raise ImgaiError("no data folder configured: set data.root=PATH (one sub-folder per class)")
         if not root.is_dir():
-            raise ImgaiError(f"data folder '{root}' does not exist: set data.root=PATH to your image folder")
+            raise ImgaiError(_not_a_folder(root, "data.root"))
         found_train = find_split_folder(root, "train")
         if found_train is not None:
             train_dir = found_train
@@ -377,7 +440,7 @@ def split_folders(data_cfg) -> tuple[Path, Path | None, Path | None]:
         ("data.test_dir", test_dir),
     ):
         if folder is not None and not folder.is_dir():
-            raise ImgaiError(f"data folder '{folder}' does not exist: fix {label} or data.root")
+            raise ImgaiError(_not_a_folder(folder, label))
     return train_dir, val_dir, test_dir
 
 
@@ -458,7 +521,76 @@ def _to_gray(rgb: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).convert("L"))
 
 
-def _decode_jpeg(data: bytes, height: int, width: int) -> np.ndarray | None:
+class ImageTooLarge(ValueError):
+    """More decoded pixels than ``data.max_image_pixels`` allows: skipped before decoding."""
+
+
+def _check_pixels(width: int, height: int, max_pixels: int | None) -> None:
+    if max_pixels and width * height > max_pixels:
+        raise ImageTooLarge(
+            f"{width}x{height} is {width * height / 1e6:,.0f} Mpx to decode, over data.max_image_pixels "
+            f"({max_pixels / 1e6:,.0f} Mpx): not decoded"
+        )
+
+
+def _jpeg_orientation(data: bytes) -> int:
+    """EXIF orientation (1-8) of a JPEG, read from its APP1 segment without decoding; 1 if none.
+    Pillow's ``getexif()`` reads the same tag for the files Pillow decodes."""
+    i, n = 2, min(len(data), 1 << 20)
+    while i + 4 <= n and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0xD8 or marker == 0x01 or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        if marker == 0xDA:  # start of scan: no more metadata
+            break
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker == 0xE1 and data[i + 4 : i + 10] == b"Exif\0\0":
+            return _tiff_orientation(data[i + 10 : i + 2 + length])
+        i += 2 + length
+    return 1
+
+
+def _tiff_orientation(tiff: bytes) -> int:
+    order = {b"II": "little", b"MM": "big"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return 1
+    offset = int.from_bytes(tiff[4:8], order)
+    count = int.from_bytes(tiff[offset : offset + 2], order) if offset + 2 <= len(tiff) else 0
+    for k in range(min(count, 1024)):
+        entry = offset + 2 + 12 * k
+        if entry + 12 > len(tiff):
+            break
+        if int.from_bytes(tiff[entry : entry + 2], order) == 0x0112:
+            value = int.from_bytes(tiff[entry + 8 : entry + 10], order)
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn decoded pixels upright as EXIF orientation says: the same result as Pillow's
+    ``ImageOps.exif_transpose`` (a test holds them equal), applied to every decoder's output."""
+    if orientation == 2:
+        return pixels[:, ::-1]
+    if orientation == 3:
+        return pixels[::-1, ::-1]
+    if orientation == 4:
+        return pixels[::-1]
+    if orientation == 5:
+        return pixels.swapaxes(0, 1)
+    if orientation == 6:
+        return np.rot90(pixels, -1)
+    if orientation == 7:
+        return pixels.swapaxes(0, 1)[::-1, ::-1]
+    if orientation == 8:
+        return np.rot90(pixels, 1)
+    return pixels
+
+
+def _decode_jpeg(data: bytes, height: int, width: int, max_pixels: int | None = None) -> np.ndarray | None:
     """RGB pixels of a baseline/progressive JPEG via simplejpeg (libjpeg-turbo, no GIL held), or
     None when it declines the file; Pillow then decides (it reads some files that libjpeg-turbo's
     strict mode rejects, and words the errors for the files it cannot read).
@@ -473,38 +605,116 @@ def _decode_jpeg(data: bytes, height: int, width: int) -> np.ndarray | None:
     except ImportError:  # an optional speed-up; Pillow decodes the same pixels
         return None
     try:
+        src_height, src_width = simplejpeg.decode_jpeg_header(data)[:2]
+        _check_pixels(src_width, src_height, max_pixels)
         return simplejpeg.decode_jpeg(data, colorspace="RGB")
+    except ImageTooLarge:
+        raise
     except ValueError:  # truncated, corrupt or unsupported: strict libjpeg warnings land here too
         return None
 
 
-def _decode_pillow(data: bytes, height: int, width: int) -> np.ndarray:
-    """RGB pixels of any format Pillow reads; raises on bad files. GIFs give their first frame."""
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def _decode_pillow(
+    data: bytes, height: int, width: int, max_pixels: int | None = None
+) -> tuple[np.ndarray, int]:
+    """(RGB pixels, EXIF orientation) of any format Pillow reads; raises on bad files. GIFs give
+    their first frame."""
     import io
 
     from PIL import Image
 
+    # imgai's own cap (data.max_image_pixels, checked on the header before decoding) replaces
+    # Pillow's decompression-bomb guard, whose warning would otherwise reach the terminal raw.
+    Image.MAX_IMAGE_PIXELS = None
     with Image.open(io.BytesIO(data)) as img:
         img.seek(0)
+        # Pillow's getexif() decodes a PNG whose eXIf chunk is not before its pixels: read only
+        # what the header gave (every PNG writer we know puts it first).
+        has_exif = img.format in ("JPEG", "WEBP", "TIFF") or (img.format == "PNG" and "exif" in img.info)
+        orientation = img.getexif().get(0x0112, 1) if has_exif else 1
+        orientation = orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
+        _check_pixels(img.size[0], img.size[1], max_pixels)
         img.load()  # full size (no draft(): see _decode_jpeg); truncated files fail here, not later
-        if img.mode.startswith("I"):
-            # 16-bit grayscale: convert("RGB") would clip every value above 255 (a white image);
-            # keep the top 8 bits, as TensorFlow's decode_png does for uint8.
-            gray = np.clip(np.asarray(img, dtype=np.int64) >> 8, 0, 255).astype(np.uint8)
-            return np.repeat(gray[:, :, None], 3, axis=2)
+        if img.mode in _SIXTEEN_BIT_MODES:
+            # 16-bit grey: keep the high byte (v >> 8, as TensorFlow's decode_png to uint8);
+            # Pillow's convert("RGB") would clip every value above 255 to white.
+            grey = (np.clip(np.asarray(img), 0, 65535).astype(np.uint32) >> 8).astype(np.uint8)
+            return np.repeat(grey[:, :, None], 3, axis=2), orientation
         if img.mode in ("P", "LA", "RGBA", "PA"):
             # Composite transparency on black, as TensorFlow's decoders drop alpha.
             img = img.convert("RGBA").convert("RGB")
         elif img.mode != "RGB":
             img = img.convert("RGB")
-        return np.asarray(img, dtype=np.uint8)
+        return np.asarray(img, dtype=np.uint8), orientation
+
+
+def read_image_bytes(path: str | Path) -> bytes:
+    """The bytes of an image file, refusing anything but a regular file before reading: a FIFO
+    named x.jpg would block a plain open() forever, a device would never end."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = (
+                "a FIFO"
+                if stat.S_ISFIFO(mode)
+                else "a directory"
+                if stat.S_ISDIR(mode)
+                else "a device or socket"
+            )
+            raise ValueError(f"not a regular file ({kind}): not read")
+        with os.fdopen(fd, "rb") as fh:
+            fd = -1
+            return fh.read()
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def decode_rgb(
+    path: str | Path, target: tuple[int, int], max_pixels: int | None = DEFAULT_MAX_PIXELS, inspect=None
+) -> np.ndarray:
+    """Upright RGB pixels of an image file at full size, before any resize. The one decoder: training,
+    evaluation, prediction, explanation and export pictures all come from here, so EXIF
+    orientation, 16-bit images and the pixel cap are handled the same everywhere."""
+    height, width = target
+    data = read_image_bytes(path)
+    rgb, orientation = None, 1
+    if data[:3] == _JPEG_MAGIC:
+        orientation = _jpeg_orientation(data)
+        # DCT scaling works on the stored image, which is turned a quarter for orientations 5-8.
+        stored = (width, height) if orientation >= 5 else (height, width)
+        rgb = _decode_jpeg(data, stored[0], stored[1], max_pixels)
+    if rgb is None:
+        rgb, orientation = _decode_pillow(data, height, width, max_pixels)
+    rgb = np.ascontiguousarray(_orient(rgb, orientation))
+    if inspect is not None:  # imgai data check hashes the file and its pixels on this thread
+        inspect(data, rgb)
+    return rgb
+
+
+def decode_for_display(
+    path: str | Path, max_side: int, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """RGB pixels scaled to fit ``max_side`` (aspect kept, each side at least 1): what explain
+    shows beside its heat map, from the same decoder as the model's input."""
+    rgb = decode_rgb(path, (max_side, max_side), max_pixels)
+    h, w = rgb.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale < 1.0:
+        rgb = _resize(rgb, max(1, round(h * scale)), max(1, round(w * scale)), "bilinear")
+    return rgb
 
 
 def decode_image(
     path: str | Path,
     spec: DecodeSpec | tuple[int, int],
     color_mode: str | None = None,
-    interpolation=None,
+    interpolation: str | None = None,
+    max_pixels: int | None = None,
     inspect=None,
 ) -> np.ndarray:
     """Read one image file into a (H, W, C) uint8 array as ``spec`` says; raises on bad files.
@@ -519,13 +729,7 @@ def decode_image(
     """
     spec = DecodeSpec.of(spec, color_mode, interpolation)
     height, width = spec.image_size
-    with open(path, "rb") as fh:
-        data = fh.read()
-    rgb = _decode_jpeg(data, height, width) if data[:3] == _JPEG_MAGIC else None
-    if rgb is None:
-        rgb = _decode_pillow(data, height, width)
-    if inspect is not None:
-        inspect(data, rgb)
+    rgb = decode_rgb(path, (height, width), spec.max_pixels if max_pixels is None else max_pixels, inspect)
     if spec.color_mode != "rgb":
         rgb = _to_gray(rgb)
     if rgb.shape[:2] != (height, width):
@@ -535,9 +739,18 @@ def decode_image(
     return np.ascontiguousarray(rgb)
 
 
+_OBJECT_REPR = re.compile(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
 def describe_decode_error(exc: BaseException) -> str:
-    text = str(exc).strip() or exc.__class__.__name__
-    return text.splitlines()[0][:200]
+    """One readable line: Pillow names the in-memory buffer it was given ("cannot identify image
+    file <_io.BytesIO object at 0x7f...>"), which says nothing to a user."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return printable(exc.strerror)
+    text = _OBJECT_REPR.sub("", str(exc)).strip() or exc.__class__.__name__
+    if text == "cannot identify image file":
+        text = "not an image file Pillow can read (unknown or damaged format)"
+    return printable(text.splitlines()[0][:200])
 
 
 def default_workers(workers: int = 0) -> int:
@@ -685,7 +898,8 @@ def write_skipped(path: str | Path, skipped: list[tuple[str, str]]) -> None:
     """List unreadable files, one per line: ``path<TAB>reason``."""
     from imgai.runs import atomic_write_text
 
-    atomic_write_text(path, "".join(f"{p}\t{reason}\n" for p, reason in skipped))
+    # Control characters escaped: a file name with a newline must stay one row.
+    atomic_write_text(path, "".join(f"{printable(p)}\t{printable(reason)}\n" for p, reason in skipped))
 
 
 # ------------------------------------------------------------ hashes and warnings for training

@@ -37,3 +37,7 @@ class ImgaiError(Exception):
     def plain(self) -> str:
         """The message with the backticks around names removed."""
         return self.worded({})
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be, so both stop a run the same safe way."""

@@ -380,10 +380,10 @@ def explain_file(
 ) -> dict:
     """Explain one image file: write a PNG (the photo, and the photo with the heat map) to
     ``output``; return what was predicted and explained."""
-    from PIL import Image
 
     from imgai import plots
-    from imgai.data import decode_image
+    from imgai.data import decode_for_display, decode_image, describe_decode_error
+    from imgai.text import printable
 
     class_names = list(info.class_names)
     spec = info.decode_spec
@@ -391,13 +391,11 @@ def explain_file(
         raise ImgaiError(f"unknown class '{class_name}': the model's classes are {', '.join(class_names)}")
     try:
         pixels = decode_image(image_path, spec)
-        with Image.open(image_path) as original:
-            original = original.convert("RGB")
-            original.thumbnail((max_side, max_side))
-            shown = np.asarray(original, dtype=np.uint8)
+        # The picture shown comes from the same decoder (EXIF orientation, 16-bit, pixel cap),
+        # already scaled to max_side, so a huge or oddly shaped file costs no more than a photo.
+        shown = decode_for_display(image_path, max_side, spec.max_pixels)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
-        raise ImgaiError(f"cannot read image '{image_path}': {first}") from None
+        raise ImgaiError(f"cannot read image '{image_path}': {describe_decode_error(exc)}") from None
     wanted = None if class_name is None else class_names.index(class_name)
     result = grad_cam(model, pixels[None], wanted, layer)
     heat = place_heatmap(result.heatmaps[0], result.geometry, pixels.shape[:2], shown.shape[:2])
@@ -405,12 +403,13 @@ def explain_file(
     predicted = int(probabilities.argmax())
     explained = int(result.class_indices[0])
 
-    aspect = shown.shape[0] / shown.shape[1]
+    # A 1x10000 strip would otherwise ask matplotlib for a figure thousands of inches tall.
+    aspect = min(max(shown.shape[0] / shown.shape[1], 0.25), 4.0)
     fig, axes = plots.new_figure(1, 2, figsize=(10, 5 * aspect + 0.9), layout="constrained")
     axes[0].imshow(shown)
-    axes[0].set_title(Path(image_path).name)
+    axes[0].set_title(printable(Path(image_path).name))
     axes[1].imshow(overlay(shown, heat))
-    axes[1].set_title(f"Grad-CAM for '{class_names[explained]}' ({probabilities[explained]:.0%})")
+    axes[1].set_title(f"Grad-CAM for '{printable(class_names[explained])}' ({probabilities[explained]:.0%})")
     for ax in axes:
         ax.axis("off")
     fig.suptitle(

@@ -120,10 +120,50 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     try:
         with zipfile.ZipFile(path) as archive:
             if METADATA_MEMBER in archive.namelist():
-                return json.loads(archive.read(METADATA_MEMBER))
-    except (zipfile.BadZipFile, OSError, ValueError):
+                if archive.getinfo(METADATA_MEMBER).file_size > 1 << 20:  # metadata is a few hundred bytes
+                    raise ImgaiError(
+                        f"model file '{path}' has a {METADATA_MEMBER} over 1 MiB: not an imgai model"
+                    )
+                data = json.loads(archive.read(METADATA_MEMBER))
+                return data if isinstance(data, dict) else {}
+    except (zipfile.BadZipFile, OSError, ValueError, RecursionError):
         pass
     return {}
+
+
+def check_metadata(metadata: dict[str, Any], path: str | Path, channels: int) -> None:
+    """Metadata read from a model file is untrusted input: check it like a config before any of
+    it sizes an array or reaches a terminal (a crafted image_size of [100000, 100000] would
+    otherwise allocate gigabytes per image)."""
+    from imgai.config import MAX_IMAGE_SIDE
+
+    def bad(what: str) -> ImgaiError:
+        return ImgaiError(f"model file '{path}' has invalid metadata ({METADATA_MEMBER}): {what}")
+
+    size = metadata.get("image_size")
+    if size is not None:
+        if (
+            not isinstance(size, (list, tuple))
+            or len(size) != 2
+            or not all(
+                isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_IMAGE_SIDE for v in size
+            )
+        ):
+            raise bad(f"image_size must be [height, width], each 1 to {MAX_IMAGE_SIDE}")
+    mode = metadata.get("color_mode")
+    if mode is not None:
+        if mode not in ("rgb", "grayscale"):
+            raise bad("color_mode must be rgb or grayscale")
+        if (3 if mode == "rgb" else 1) != channels:
+            raise bad(f"color_mode {mode} does not match the model's {channels}-channel input")
+    if metadata.get("interpolation", "bilinear") not in ("bilinear", "nearest", "bicubic"):
+        raise bad("interpolation must be bilinear, nearest or bicubic")
+    names = metadata.get("class_names")
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise bad("class_names must be a list of names")
+        if any(len(n) > 1000 or not n.isprintable() for n in names):
+            raise bad("a class name is longer than 1000 characters or holds a control character")
 
 
 def _check_keras_file(path: Path) -> None:
@@ -157,4 +197,6 @@ def load_model(path: str | Path) -> LoadedModel:
         raise ImgaiError(
             f"could not load model '{path}' ({first}): is it a complete .keras file from imgai train?"
         ) from None
-    return LoadedModel(model, ModelInfo.from_file(read_metadata(path), model))
+    metadata = read_metadata(path)
+    check_metadata(metadata, path, int(model.input_shape[-1]))
+    return LoadedModel(model, ModelInfo.from_file(metadata, model))

@@ -347,6 +347,47 @@ def _check_cnn_fits(image_size: tuple[int, int], cfg) -> None:
             )
 
 
+def estimate_cnn_parameters(cfg, image_size: tuple[int, int], channels: int, num_classes: int) -> int:
+    """Parameters of the classic CNN, counted from its settings without building it (building a
+    model that does not fit is what runs out of memory)."""
+    height, width = image_size
+    params, previous = 0, channels
+    for filters in cfg.filters:
+        params += (cfg.kernel_size * cfg.kernel_size * previous + 1) * filters
+        height, width = (height - cfg.kernel_size + 1) // 2, (width - cfg.kernel_size + 1) // 2
+        previous = filters
+    flat = max(height, 0) * max(width, 0) * previous
+    return params + (flat + 1) * cfg.dense_units + (cfg.dense_units + 1) * num_classes
+
+
+def check_fits_memory(
+    model_cfg, image_size: tuple[int, int], channels: int, num_classes: int, batch_size: int, available: int
+) -> None:
+    """Refuse settings that cannot fit in ``available`` bytes of memory, before anything is built.
+
+    Estimate: 16 bytes per parameter (weights, gradients and two optimizer moments, float32) for
+    the classic CNN (counted exactly), plus a training batch's activations: the float32 input and
+    the first layer's output, kept for the backward pass, for every model."""
+    if not available:
+        return
+    height, width = image_size
+    first = model_cfg.filters[0] if model_cfg.name == "cnn" else 64
+    activations = batch_size * height * width * (channels + 2 * first) * 4 * 2
+    params = (
+        estimate_cnn_parameters(model_cfg, image_size, channels, num_classes)
+        if model_cfg.name == "cnn"
+        else 0
+    )
+    need = params * 16 + activations
+    if need > available:
+        what = f"{params:,} parameters x 16 bytes + " if params else ""
+        raise ImgaiError(
+            f"these settings need about {need / 2**30:,.1f} GiB ({what}{activations / 2**30:,.1f} GiB of activations "
+            f"for a batch of {batch_size} at {height}x{width}), more than the {available / 2**30:,.1f} GiB of memory "
+            "available: lower data.batch_size, data.image_size, model.dense_units or model.filters"
+        )
+
+
 def create_model(
     model_cfg, image_size: tuple[int, int], channels: int, num_classes: int, interpolation: str = "bilinear"
 ):

@@ -23,6 +23,7 @@ from imgai.names import PREDICTION_FORMATS
 
 if TYPE_CHECKING:
     from imgai.modelfile import ModelInfo
+from imgai.text import printable
 
 
 @dataclass
@@ -65,6 +66,10 @@ def collect_paths(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
                 problems.append((item, "no file matches this pattern"))
             for match in matches:
                 files.extend(sorted(iter_image_files(match)) if os.path.isdir(match) else [match])
+        elif path.exists():  # a FIFO, device or socket: never opened, it could block forever
+            problems.append((item, "not a regular file (a FIFO, device or socket): not read"))
+        elif path.is_symlink():
+            problems.append((item, "a link to a file that does not exist"))
         else:
             problems.append((item, "no such file or folder"))
     return files, problems
@@ -143,7 +148,12 @@ def iter_prediction_rows(
         good, bad = 0, 0
         for path in files[position : position + size]:
             if good < len(decoded) and decoded.paths[good] == path:
-                yield PredictionRow(path, probabilities=probabilities[good])
+                if not np.isfinite(probabilities[good]).all():  # never print nan as a probability
+                    yield PredictionRow(
+                        path, error="the model gave non-finite probabilities (its weights are broken)"
+                    )
+                else:
+                    yield PredictionRow(path, probabilities=probabilities[good])
                 good += 1
             else:
                 yield PredictionRow(path, error=f"cannot read image: {decoded.skipped[bad][1]}")
@@ -195,10 +205,11 @@ def write_rows(
                 cells += [c, f"{p:.6f}"]
             cells += [""] * (1 + 2 * k - len(cells))
             writer.writerow(cells + [row.error or ""])
-        elif row.error:
-            out.write(f"{row.path}: ERROR {row.error}\n")
+        elif row.error:  # the table is for a terminal: names escaped, one row per file
+            out.write(f"{printable(row.path)}: ERROR {printable(row.error)}\n")
         else:
-            out.write(f"{row.path}: " + ", ".join(f"{c} {p:.1%}" for c, p in row.top(class_names, k)) + "\n")
+            top = ", ".join(f"{printable(c)} {p:.1%}" for c, p in row.top(class_names, k))
+            out.write(f"{printable(row.path)}: {top}\n")
         count += 1
         failed += bool(row.error)
     if fmt == "json":

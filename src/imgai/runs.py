@@ -36,17 +36,36 @@ METRICS_FILE = "metrics.json"
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
+def describe_os_error(exc: OSError) -> str:
+    """ "No space left on device (runs/a/last.keras)": the reason and the path, for one error line."""
+    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+    return f"{exc.strerror or exc}{where}"
+
+
 def create_run_dir(runs_dir: str | Path, name: str | None = None) -> Path:
     """Create and return a new, empty run folder. Never reuses an existing one."""
-    runs_dir = Path(runs_dir)
+    if "\0" in str(runs_dir):
+        raise ImgaiError("output.dir holds a NUL character: give a plain folder path")
+    if Path(runs_dir).exists() and not Path(runs_dir).is_dir():
+        raise ImgaiError(f"output.dir='{runs_dir}' is a file, not a folder: choose a folder for the runs")
+    try:
+        return _create_run_dir(Path(runs_dir), name)
+    except OSError as exc:
+        raise ImgaiError(
+            f"cannot create a run folder under output.dir='{runs_dir}': {describe_os_error(exc)}; "
+            "choose a writable folder (output.dir=...)"
+        ) from None
+
+
+def _create_run_dir(runs_dir: Path, name: str | None) -> Path:
     if name is not None:
         if not _NAME_OK.match(name):
             raise ImgaiError(
                 f"run name '{name}' is not allowed: use letters, digits, '.', '_' or '-' (e.g. `name` flowers-v2)"
             )
         path = runs_dir / name
+        runs_dir.mkdir(parents=True, exist_ok=True)
         try:
-            runs_dir.mkdir(parents=True, exist_ok=True)
             path.mkdir()
         except FileExistsError:
             raise ImgaiError(

@@ -11,8 +11,11 @@ that :func:`resume` can reconcile.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,9 +24,10 @@ from typing import Any
 
 from imgai import __version__
 from imgai.config import Config, dump_config, load_config
-from imgai.data import DecodeSpec, Splits, resolve_splits, training_warnings, write_skipped
+from imgai.data import NOT_FOLLOWED, DecodeSpec, Splits, resolve_splits, training_warnings, write_skipped
 from imgai.distribute import Cluster, Plan
-from imgai.errors import ImgaiError
+from imgai.errors import ImgaiError, Terminated
+from imgai.lock import RunLock
 from imgai.modelfile import ModelInfo
 from imgai.runs import (
     BEST_MODEL,
@@ -34,6 +38,7 @@ from imgai.runs import (
     SKIPPED_FILE,
     atomic_write_text,
     create_run_dir,
+    describe_os_error,
 )
 
 
@@ -99,10 +104,22 @@ def _decode_splits(
 ):
     """(training images, validation images or None, skipped files): image stores held where
     ``data.cache`` says, the unreadable files listed in the run folder."""
-    from imgai.cache import prepare_splits
+    from imgai.cache import _memory_bytes, prepare_splits
+    from imgai.models import check_fits_memory
 
+    # Before decoding anything: settings that cannot fit would otherwise fail minutes later, in an
+    # out-of-memory crash with a traceback, after decoding every image at that size.
+    spec = DecodeSpec.from_config(config.data)
+    available = _memory_bytes()[1]
+    classes, batch = len(splits.class_names), config.data.batch_size
+    check_fits_memory(config.model, spec.image_size, spec.channels, classes, batch, available)
     train, val = prepare_splits(splits.train, splits.val, config.data, log)
-    skipped = train.skipped + (val.skipped if val is not None else [])
+    links = list(dict.fromkeys(link for _, fl in splits.items() for link in fl.not_followed))
+    if links and writes:
+        log(
+            f"Did not follow {len(links)} directory link(s) back into folders already scanned; see {SKIPPED_FILE}."
+        )
+    skipped = links + train.skipped + (val.skipped if val is not None else [])
     if skipped and writes:
         write_skipped(run_dir / SKIPPED_FILE, skipped)
         log(f"Skipped {len(skipped)} unreadable file(s); listed in {run_dir / SKIPPED_FILE}")
@@ -265,6 +282,56 @@ def _make_epoch_keeper(
     return EpochKeeper()
 
 
+def _make_divergence_guard(run_dir: Path, train_cfg, lr_control):
+    """Stops training the moment the loss (or, at an epoch's end, any metric or weight) is not
+    finite, before history.csv, last.keras or best.keras see that epoch: the last checkpoints stay
+    the last finite ones. Runs before the history writer and the epoch keeper."""
+    import keras
+    import numpy as np
+
+    class DivergenceGuard(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self._epoch = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not np.isfinite(float(loss)):
+                self._fail(f"the training loss became {float(loss)} at step {batch + 1}")
+
+        def on_epoch_end(self, epoch, logs=None):
+            bad = [k for k, v in (logs or {}).items() if not np.isfinite(float(v))]
+            if bad:
+                self._fail(f"{bad[0]} is {float(logs[bad[0]])} at the end of the epoch")
+            if not all(np.isfinite(w).all() for w in self.model.get_weights()):
+                self._fail("the weights hold nan or inf at the end of the epoch")
+
+        def _fail(self, what: str) -> None:
+            from imgai.resume import read_state
+
+            self.model.stop_training = True
+            state = read_state(run_dir / LAST_MODEL) if (run_dir / LAST_MODEL).is_file() else None
+            kept = (
+                f"the last finite checkpoint (epoch {state.epoch}) is kept: {run_dir / LAST_MODEL}"
+                if state is not None and state.epoch > 0
+                else "no epoch had finished, so nothing was kept"
+            )
+            rate = lr_control.current if lr_control.current is not None else train_cfg.learning_rate
+            raise ImgaiError(
+                f"training diverged in epoch {self._epoch + 1}: {what}. Likely cause: a learning rate too "
+                f"high for this model and data (it was {rate:g}); lower train.learning_rate (e.g. "
+                f"{min(train_cfg.learning_rate / 10, 1e-3):g}), or set train.gradient_clip_norm=1.0 "
+                "or train.warmup_epochs=1. "
+                f"{kept[0].upper()}{kept[1:]}",
+                exit_code=1,
+            )
+
+    return DivergenceGuard()
+
+
 # ----------------------------------------------------------------------------------- helpers
 
 
@@ -324,6 +391,24 @@ def _unfreeze(model, config: Config, log: Callable[[str], None]) -> None:
 # -------------------------------------------------------------------------------- entry points
 
 
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """SIGTERM (what `kill`, systemd and schedulers send) behaves like Ctrl-C while training: the
+    write in progress is dropped by its atomic rename, and the run says how to resume."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def check_tensorboard(config: Config) -> None:
     """TensorBoard logging needs the tensorboard package, which TensorFlow no longer pulls in."""
     import importlib.util
@@ -354,17 +439,26 @@ def train(
         placeholder = Path(config.output.dir) / "(process 0's run)"
         return _fit(config, splits, placeholder, None, log, callbacks, plan)
     run_dir = create_run_dir(config.output.dir, name or config.output.name)
-    atomic_write_text(run_dir / CONFIG_FILE, dump_config(_resolved_for_saving(config)))
-    atomic_write_text(run_dir / CLASSES_FILE, "".join(f"{c}\n" for c in splits.class_names))
-    log(f"Run folder: {run_dir}")
+    # Locked before config.yaml exists, so a --resume of this folder can never slip in between.
+    lock = RunLock(run_dir).acquire()
     try:
-        return _fit(config, splits, run_dir, None, log, callbacks, plan)
-    except ImgaiError:
-        # A mistake found before the first checkpoint (a missing weights file, an image size the
-        # model cannot take, ...) leaves no half-made run folder behind to be mistaken for a run.
+        try:
+            atomic_write_text(run_dir / CONFIG_FILE, dump_config(_resolved_for_saving(config)))
+            atomic_write_text(run_dir / CLASSES_FILE, "".join(f"{c}\n" for c in splits.class_names))
+        except OSError as exc:
+            raise ImgaiError(f"cannot start run '{run_dir}': {describe_os_error(exc)}") from None
+        log(f"Run folder: {run_dir}")
+        with terminate_as_interrupt():
+            return _fit(config, splits, run_dir, None, log, callbacks, plan)
+    except BaseException:
+        # Anything that stops a run before its first checkpoint (a missing weights file, an image
+        # size the model cannot take, a full disk, Ctrl-C, ...) leaves no half-made run folder
+        # behind to be mistaken for a run, or to block its `name`.
         if not (run_dir / LAST_MODEL).exists():
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    finally:
+        lock.release()
 
 
 def train_on_splits(
@@ -393,10 +487,22 @@ def resume(
     continue a run (``cluster``): the order of the data depends on the seed and the epoch only;
     every process reads the run folder.
     """
-    from imgai.resume import TrainState, check_resume_overrides, find_run, read_state
+    from imgai.resume import check_resume_overrides, find_run
 
     run_dir = find_run(run, runs_dir)
     check_resume_overrides(overrides)
+    # One writer per run: a second resume (or a resume of a run still training) stops here.
+    # Only process 0 writes, so only it holds the lock in a multi-process run.
+    lock = RunLock(run_dir) if cluster is None or cluster.process_id == 0 else contextlib.nullcontext()
+    with lock, terminate_as_interrupt():
+        return _resume_locked(run_dir, overrides, log, callbacks, cluster)
+
+
+def _resume_locked(
+    run_dir: Path, overrides, log: Callable[[str], None], callbacks, cluster: Cluster | None
+) -> TrainResult:
+    from imgai.resume import TrainState, read_state
+
     config = load_config([run_dir / CONFIG_FILE], overrides)
     last = run_dir / LAST_MODEL
     check_tensorboard(config)
@@ -580,6 +686,7 @@ def _callbacks(
     callbacks = [
         *extra,
         lr_control,
+        _make_divergence_guard(run_dir, train_cfg, lr_control),  # before anything writes the epoch
         _make_history_writer(run_dir / HISTORY_FILE, plan.is_writer),
         _make_epoch_keeper(
             run_dir, train_cfg, monitor, mode, model_metadata(config, class_names), state, log, plan
@@ -635,7 +742,8 @@ def _finish(
         if train_cfg.restore_best_weights and (run_dir / BEST_MODEL).is_file():
             model.load_weights(run_dir / BEST_MODEL)
             log(f"Restored the weights of the best epoch, {state.best_epoch}.")
-    streamed_skipped = train_images.skipped + (val_images.skipped if val_images is not None else [])
+    links = [item for item in skipped if item[1] == NOT_FOLLOWED]
+    streamed_skipped = links + train_images.skipped + (val_images.skipped if val_images is not None else [])
     if len(streamed_skipped) > len(skipped) and writes:  # data.cache=none: found while training
         write_skipped(run_dir / SKIPPED_FILE, streamed_skipped)
         log(
@@ -760,9 +868,28 @@ def _fit_in_scope(
             plan,
             weighted,
         )
-    except KeyboardInterrupt:
-        log(f"\nInterrupted with {state.epoch} epoch(s) saved. Continue with: imgai train --resume {run_dir}")
+    except KeyboardInterrupt as exc:
+        from imgai.resume import read_state
+
+        # What is on disk, not what the epoch counter says: Ctrl-C may land inside the first save.
+        saved = read_state(run_dir / LAST_MODEL) if (run_dir / LAST_MODEL).is_file() else None
+        why = "Stopped (SIGTERM)" if isinstance(exc, Terminated) else "Interrupted"
+        if saved is not None and saved.epoch > 0:
+            log(f"\n{why} with {saved.epoch} epoch(s) saved. Continue with: imgai train --resume {run_dir}")
+        else:
+            log(f"\n{why} before the first epoch was saved: nothing to resume.")
         raise
+    except OSError as exc:  # a full disk or a vanished folder while writing a checkpoint or history
+        from imgai.resume import read_state
+
+        saved = read_state(run_dir / LAST_MODEL) if (run_dir / LAST_MODEL).is_file() else None
+        done = saved.epoch if saved is not None else 0
+        after = (
+            f"{done} epoch(s) are saved; free space, then continue with: imgai train --resume {run_dir}"
+            if done
+            else "nothing was saved"
+        )
+        raise ImgaiError(f"training stopped: {describe_os_error(exc)}; {after}", exit_code=1) from None
     seconds = time.perf_counter() - start
     return _finish(
         model,
