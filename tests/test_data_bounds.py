@@ -94,10 +94,15 @@ def test_pixel_cap_skips_big_images_before_decoding_without_pillow_warnings(tmp_
     assert decode_image(tmp_path / "small.png", (32, 32), max_pixels=1600).shape == (32, 32, 3)
 
 
-def test_large_jpegs_stay_cheap_under_the_cap(tmp_path):
-    # 2000x2000 = 4 Mpx, cap 1 Mpx: DCT scaling decodes it at 1/8 (250x250), so it is not skipped.
+def test_the_cap_counts_a_jpegs_full_size(tmp_path):
+    # JPEGs are decoded at full size (what the saved model's own Resizing layer sees), so a
+    # 2000x2000 = 4 Mpx photo is refused under a 1 Mpx cap and read under the default one.
+    from imgai.data import ImageTooLarge
+
     Image.new("RGB", (2000, 2000), (10, 200, 30)).save(tmp_path / "big.jpg", quality=90)
-    assert decode_image(tmp_path / "big.jpg", (32, 32), max_pixels=1_000_000).shape == (32, 32, 3)
+    with pytest.raises(ImageTooLarge, match="max_image_pixels"):
+        decode_image(tmp_path / "big.jpg", (32, 32), max_pixels=1_000_000)
+    assert decode_image(tmp_path / "big.jpg", (32, 32)).shape == (32, 32, 3)
 
 
 def test_explain_picture_is_bounded_for_a_thin_strip(tmp_path):

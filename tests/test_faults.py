@@ -41,8 +41,8 @@ def test_huge_learning_rate_stops_at_once_and_leaves_no_run(split_dataset, tmp_p
 def test_divergence_after_a_good_epoch_keeps_its_checkpoints(split_dataset, tmp_path, monkeypatch):
     real_writer = train_module._make_history_writer
 
-    def poisoning_writer(path):
-        writer = real_writer(path)
+    def poisoning_writer(path, *args):
+        writer = real_writer(path, *args)
         original = writer.on_epoch_begin
 
         def on_epoch_begin(epoch, logs=None):

@@ -103,7 +103,9 @@ def _seam_violations(name: str, tree: ast.Module) -> list[str]:
 
 # The backend seam, and the distribution seam beside it: each backend has its own engine for
 # several devices (JAX DataParallel, TensorFlow MirroredStrategy, none for torch).
-SEAMS = ("backend", "distribute")
+# backend: every Keras-backend branch. distribute: the distribution engines of each backend.
+# export: TensorFlow's LiteRT converter options (tf.lite.Optimize, tf.float16) on every backend.
+SEAMS = ("backend", "distribute", "export")
 
 
 def test_framework_branches_live_only_in_the_backend_seam():

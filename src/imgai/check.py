@@ -120,7 +120,9 @@ def scan(data_cfg, seed: int) -> Scan:
             if cls not in present:
                 continue
             skipped: list[str] = []
-            records.extend(Record(p, split, label) for p in iter_image_files(Path(folder) / cls, skipped))
+            records.extend(
+                Record(p, split, label) for p in iter_image_files(Path(folder) / cls, ignored=skipped)
+            )
             ignored.extend((split, cls, p) for p in skipped)
     return Scan(
         class_names,
