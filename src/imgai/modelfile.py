@@ -35,6 +35,10 @@ class ModelInfo:
     model: str | None = None  # registry name of the architecture (None: unknown)
     imgai_version: str | None = None
     keras_version: str | None = None
+    # Set by calibration: the softmax temperature folded into the head (1.0 = none), and the
+    # confidence below which predict answers "unknown" by default (None = always answer).
+    temperature: float | None = None
+    min_confidence: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "class_names", tuple(self.class_names))
@@ -86,6 +90,8 @@ class ModelInfo:
             model=metadata.get("model"),
             imgai_version=metadata.get("imgai_version"),
             keras_version=metadata.get("keras_version"),
+            temperature=metadata.get("temperature"),
+            min_confidence=metadata.get("min_confidence"),
         )
 
 
@@ -158,6 +164,12 @@ def check_metadata(metadata: dict[str, Any], path: str | Path, channels: int) ->
             raise bad(f"color_mode {mode} does not match the model's {channels}-channel input")
     if metadata.get("interpolation", "bilinear") not in ("bilinear", "nearest", "bicubic"):
         raise bad("interpolation must be bilinear, nearest or bicubic")
+    for key, low, high in (("temperature", 1e-3, 1e3), ("min_confidence", 0.0, 1.0)):
+        value = metadata.get(key)
+        if value is not None and (
+            not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high
+        ):
+            raise bad(f"{key} must be a number from {low:g} to {high:g}")
     names = metadata.get("class_names")
     if names is not None:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
