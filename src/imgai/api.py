@@ -153,8 +153,8 @@ def evaluate(
 ) -> EvalResult:
     """Score a model (a .keras file or run folder; default: the latest run's best) on ``data`` (a
     folder of class sub-folders; default: its run's test split, else validation split), write the
-    report beside it (or into ``output_dir``) and run the quality gate: the run's and ``config``'s
-    ``eval`` sections, then the bounds given here."""
+    report into a new folder ``eval/<split>/`` beside it (or into ``output_dir``) and run the
+    quality gate: the run's and ``config``'s ``eval`` sections, then the bounds given here."""
     from imgai.evaluate import eval_settings
     from imgai.evaluate import evaluate as score
     from imgai.runs import resolve_model_path
@@ -174,11 +174,16 @@ def evaluate(
     )
     _keras()
     metrics = score(
-        path, data, batch_size=settings.infer.batch_size, log=log, output_dir=output_dir, gate=settings.eval
+        path,
+        data,
+        batch_size=settings.infer.batch_size,
+        log=log,
+        output_dir=output_dir,
+        gate=settings.eval,
+        infer=settings.infer,
     )
     gate = metrics.get("gate")
-    report_dir = Path(output_dir) if output_dir is not None else path.parent
-    return EvalResult(metrics, report_dir, None if gate is None else gate["passed"])
+    return EvalResult(metrics, Path(metrics["report_dir"]), None if gate is None else gate["passed"])
 
 
 @dataclass

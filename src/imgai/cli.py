@@ -39,6 +39,9 @@ FLAGS = {
     "eval.min_class_recall": "--min-class-recall",
     "eval.baseline": "--baseline",
     "eval.max_drop": "--max-drop",
+    "eval.significance": "--significance",
+    "eval.target_accuracy": "--target-accuracy",
+    "infer.min_confidence": "--min-confidence",
     "fail_on": "--fail-on",
     "label_issues": "--label-issues",
     "folds": "--folds",
@@ -124,13 +127,14 @@ def _load_keras() -> None:
     import_keras()
 
 
-def _run_settings(model_path, sections: tuple[str, ...]):
-    """The given sections of the model's run config.yaml (schema defaults where it has none)."""
+def _run_settings(model_path, sections: tuple[str, ...], **updates):
+    """The given sections of the model's run config.yaml (schema defaults where it has none),
+    then ``updates`` (section -> mapping, from flags)."""
     from imgai.config import load_sections
     from imgai.runs import CONFIG_FILE
 
     run_config = model_path.parent / CONFIG_FILE
-    return load_sections([run_config] if run_config.is_file() else [], sections)
+    return load_sections([run_config] if run_config.is_file() else [], sections, **updates)
 
 
 @click.group(context_settings=CONTEXT)
@@ -292,7 +296,11 @@ def train(
     "--runs-dir", default=None, metavar="DIR", help="Where runs live (default: output.dir of --config, runs)."
 )
 @click.option(
-    "--output-dir", default=None, metavar="DIR", help="Where the report goes (default: beside the model)."
+    "--output-dir",
+    default=None,
+    metavar="DIR",
+    help="Where the report goes (default: a new folder eval/<split>/ beside the model; "
+    "eval/<split>-2/ ... when that split was scored before, eval/latest names the newest).",
 )
 @click.option(
     "--batch-size",
@@ -337,14 +345,38 @@ def train(
 @click.option(
     "--baseline",
     default=None,
-    metavar="METRICS_JSON",
-    help="metrics.json of an earlier model, for --max-drop.",
+    metavar="PATH",
+    help="An earlier eval report, for --max-drop: its predictions.csv (same images: paired test), "
+    "report folder, run folder (its newest report of the same split) or metrics.json (bound only).",
 )
 @click.option(
     "--max-drop",
     multiple=True,
     metavar="METRIC=DELTA",
-    help="Fail if METRIC is more than DELTA worse than in --baseline; repeatable.",
+    help="Fail if METRIC is more than DELTA worse than in --baseline and the drop is significant "
+    "(WARN when within noise); repeatable.",
+)
+@click.option(
+    "--significance",
+    default=None,
+    type=float,
+    metavar="ALPHA",
+    help=f"Level of the paired test against --baseline ({SCHEMA_DEFAULT.format(key='eval.significance')}).",
+)
+@click.option(
+    "--min-confidence",
+    default=None,
+    type=float,
+    metavar="P",
+    help="Also report coverage and accuracy when images below confidence P are answered 'unknown' "
+    "(default: infer.min_confidence, else the model's calibrated threshold).",
+)
+@click.option(
+    "--target-accuracy",
+    default=None,
+    type=float,
+    metavar="A",
+    help="Print the smallest confidence threshold whose answered validation images reach accuracy A.",
 )
 @_handle_errors
 def eval_cmd(
@@ -361,13 +393,17 @@ def eval_cmd(
     min_class_recall,
     baseline,
     max_drop,
+    significance,
+    min_confidence,
+    target_accuracy,
 ) -> None:
     """Score a trained model and write a full report; optionally gate on the results.
 
     \b
-    Writes metrics.json, per_class.csv, confusion_matrix.csv, predictions.csv, summary.md and
-    PNG plots (confusion matrix, training curves, most confidently wrong images) beside the
-    model, or into --output-dir.
+    Writes metrics.json (with 95 % bootstrap intervals, ECE, Brier, NLL), per_class.csv,
+    confusion_matrix.csv, predictions.csv, summary.md and PNG plots (confusion matrix, training
+    curves, most confidently wrong images, reliability, risk-coverage) into a new folder
+    eval/<split>/ beside the model (never over an earlier report), or into --output-dir.
 
     \b
     Quality gate: one PASSED/FAILED line per check; exit 0 if all pass, 1 if any fails,
@@ -379,7 +415,8 @@ def eval_cmd(
       imgai eval                                   # latest run, its test (or val) split
       imgai eval --run flowers --data ~/holdout    # another folder of class sub-folders
       imgai eval --fail-under accuracy=0.9 --fail-under f1_macro=0.85 --min-class-recall 0.7
-      imgai eval --baseline prod/metrics.json --max-drop accuracy=0.01
+      imgai eval --baseline runs/prod --max-drop accuracy=0.01   # paired test on the same images
+      imgai eval --target-accuracy 0.95            # threshold for predict --min-confidence
     """
     from imgai.artifacts import is_artifact
     from imgai.config import load_sections
@@ -401,6 +438,9 @@ def eval_cmd(
         min_class_recall=min_class_recall,
         baseline=baseline,
         max_drop=parse_bounds(max_drop, "eval.max_drop"),
+        significance=significance,
+        target_accuracy=target_accuracy,
+        min_confidence=min_confidence,
     )
     if not is_artifact(path):
         _load_keras()
@@ -411,6 +451,7 @@ def eval_cmd(
         log=_echo,
         output_dir=output_dir,
         gate=settings.eval,
+        infer=settings.infer,
     )
     if not metrics.get("gate", {}).get("passed", True):
         sys.exit(1)
@@ -474,8 +515,17 @@ def _read_stdin_paths() -> list[str]:
     type=click.IntRange(min=1),
     help=f"Images per inference batch ({SCHEMA_DEFAULT.format(key='infer.batch_size')}).",
 )
+@click.option(
+    "--min-confidence",
+    default=None,
+    type=float,
+    metavar="P",
+    help="Answer infer.unknown_label ('unknown') when the top probability is below P, between 0 "
+    "and 1; the top-k is still shown (default: infer.min_confidence, else the threshold stored "
+    "in a calibrated model, else always answer).",
+)
 @_handle_errors
-def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size) -> None:
+def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size, min_confidence) -> None:
     """Predict class names and probabilities for images, folders (recursively) or glob patterns.
 
     \b
@@ -484,6 +534,7 @@ def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size) ->
       imgai predict photos/ --format csv -o predictions.csv
       imgai predict 'photos/**/*.jpg' --format jsonl      # quoted patterns are expanded by imgai
       find photos -name '*.png' | imgai predict - --top-k 1
+      imgai predict photos/ --min-confidence 0.8   # 'unknown' below 80 % confidence
     Images are read and predicted a few batches at a time, so any number of files works. A file
     that cannot be read gets an error row; the others are still predicted, and the exit code is
     1 if any file failed.
@@ -491,7 +542,7 @@ def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size) ->
     from pathlib import Path
 
     from imgai.artifacts import is_artifact, load_any_model
-    from imgai.predict import iter_prediction_rows, write_rows
+    from imgai.predict import abstain_rule, iter_prediction_rows, write_rows
     from imgai.runs import atomic_path, resolve_model_path
 
     inputs: list[str] = []
@@ -501,18 +552,26 @@ def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size) ->
         raise ImgaiError(f"cannot write '{output}': folder '{Path(output).parent}' does not exist")
     path = resolve_model_path(model_path, run, runs_dir)
     _single_device_note(path, "predict")
-    infer = _run_settings(path, ("infer",)).infer
+    given = {"min_confidence": min_confidence} if min_confidence is not None else {}
+    infer = _run_settings(path, ("infer",), infer=given).infer  # a threshold outside (0, 1): exit 2
     top_k = infer.top_k if top_k is None else top_k
     fmt = infer.format if fmt is None else fmt
     if not is_artifact(path):  # ONNX / LiteRT files run without TensorFlow or Keras
         _load_keras()
     model, info = load_any_model(path)
+    abstain = abstain_rule(infer, info)
+    if abstain is not None and infer.min_confidence is None:  # not asked for: say where it comes from
+        click.echo(
+            f"Answering '{printable(abstain.label)}' below confidence {abstain.min_confidence:g} "
+            "(the threshold stored in the model; --min-confidence sets another).",
+            err=True,
+        )
     rows = iter_prediction_rows(model, info, inputs, batch_size or infer.batch_size, infer.workers)
     if output is None:
-        count, failed = write_rows(rows, list(info.class_names), top_k, fmt, sys.stdout)
+        count, failed = write_rows(rows, list(info.class_names), top_k, fmt, sys.stdout, abstain)
     else:
         with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
-            count, failed = write_rows(rows, list(info.class_names), top_k, fmt, fh)
+            count, failed = write_rows(rows, list(info.class_names), top_k, fmt, fh, abstain)
         click.echo(f"Wrote {count} prediction(s) to {output}.", err=True)
     if failed:
         click.echo(f"{failed} of {count} file(s) could not be predicted.", err=True)

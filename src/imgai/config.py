@@ -542,6 +542,31 @@ class EvalConfig(_Section):
     max_drop: dict[str, float] = Field(
         {}, description="Largest allowed drop per metric below the baseline, e.g. {accuracy: 0.01}."
     )
+    significance: float = Field(
+        0.05,
+        gt=0.0,
+        lt=1.0,
+        description="max_drop against a baseline's predictions.csv fails only when the drop is "
+        "significant at this level (exact McNemar for accuracy, paired bootstrap otherwise); "
+        "a larger drop within noise is a warning.",
+    )
+    bootstrap_resamples: int = Field(
+        1000,
+        ge=0,
+        le=100_000,
+        description="Bootstrap resamples of the images for the 95 % intervals and the paired "
+        "comparison with a baseline; 0 = no intervals.",
+    )
+    bootstrap_seed: int = Field(
+        0, ge=0, le=2**32 - 1, description="Seed of the bootstrap resamples (same seed, same intervals)."
+    )
+    target_accuracy: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="Print the smallest confidence threshold whose answered validation images reach "
+        "this accuracy (for infer.min_confidence); empty = not asked.",
+    )
 
     @field_validator("fail_under", "fail_over", "max_drop")
     @classmethod
@@ -569,6 +594,16 @@ class InferConfig(_Section):
     top_k: int = Field(3, ge=1, description="imgai predict: how many classes to show per image.")
     format: Literal[names.PREDICTION_FORMATS] = Field(
         "table", description="imgai predict: table for people; json, jsonl or csv for programs."
+    )
+    min_confidence: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="Answer unknown_label when the top probability is below this (top-k still "
+        "listed); empty = the model's calibrated threshold if it has one, else always answer.",
+    )
+    unknown_label: str = Field(
+        "unknown", min_length=1, description="The answer for images below min_confidence."
     )
 
 

@@ -14,11 +14,22 @@ import numpy as np
 from imgai import __version__
 from imgai.data import FileList, find_split_folder, list_class_folders, scan_folder
 from imgai.errors import ImgaiError
-from imgai.gate import check_bounds, check_gate, format_results, run_checks
+from imgai.gate import (
+    check_bounds,
+    check_gate,
+    find_baseline,
+    format_results,
+    paired_comparison,
+    read_baseline_predictions,
+    run_checks,
+)
+from imgai.names import TOP_K_METRIC
 from imgai.runs import CONFIG_FILE, HISTORY_FILE
+from imgai.selective import accuracy_at_coverage, coverage_at, threshold_for_accuracy
+from imgai.stats import bootstrap_intervals, calibration_metrics
 
 if TYPE_CHECKING:
-    from imgai.config import Config, EvalConfig
+    from imgai.config import Config, EvalConfig, InferConfig
 
 
 def eval_files_from_folder(folder: str | Path, model_classes: list[str]) -> FileList:
@@ -47,8 +58,8 @@ def eval_files_from_folder(folder: str | Path, model_classes: list[str]) -> File
     return FileList(files.paths, labels, list(model_classes), str(folder))
 
 
-def eval_files_from_run(model_path: Path, model_classes: list[str]) -> FileList:
-    """The test split of the run that produced ``model_path``, else its validation split."""
+def run_splits(model_path: Path, model_classes: list[str]):
+    """The data splits of the run that produced ``model_path`` (checked against its classes)."""
     from imgai.config import build_config, read_yaml
     from imgai.data import resolve_splits
 
@@ -60,18 +71,32 @@ def eval_files_from_run(model_path: Path, model_classes: list[str]) -> FileList:
         )
     config = build_config(read_yaml(config_path))
     splits = resolve_splits(config.data, config.seed)
-    chosen = splits.test or splits.val
-    if chosen is None:
+    for chosen in (splits.test, splits.val):
+        if chosen is not None and chosen.class_names != list(model_classes):
+            raise ImgaiError(
+                f"classes of '{chosen.source}' {chosen.class_names} differ "
+                f"from the model's {model_classes}: pass `data_dir`, a folder of the model's classes"
+            )
+    return splits
+
+
+def eval_split_from_run(model_path: Path, model_classes: list[str]) -> tuple[FileList, str]:
+    """The test split of the run that produced ``model_path``, else its validation split, and
+    which of the two it is ("test" or "val")."""
+    splits = run_splits(model_path, model_classes)
+    if splits.test is not None:
+        return splits.test, "test"
+    if splits.val is None:
         raise ImgaiError(
             f"the run in '{model_path.parent}' has no test or validation split: "
             "pass `data_dir`, a folder of labelled images"
         )
-    if chosen.class_names != list(model_classes):
-        raise ImgaiError(
-            f"classes of '{chosen.source}' {chosen.class_names} differ "
-            f"from the model's {model_classes}: pass `data_dir`, a folder of the model's classes"
-        )
-    return chosen
+    return splits.val, "val"
+
+
+def eval_files_from_run(model_path: Path, model_classes: list[str]) -> FileList:
+    """The test split of the run that produced ``model_path``, else its validation split."""
+    return eval_split_from_run(model_path, model_classes)[0]
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -176,6 +201,9 @@ def eval_settings(
     min_class_recall: float | None = None,
     baseline: str | None = None,
     max_drop: dict[str, float] | None = None,
+    significance: float | None = None,
+    target_accuracy: float | None = None,
+    min_confidence: float | None = None,
 ) -> Config:
     """The ``eval`` and ``infer`` settings for scoring ``model_path``: its run's config.yaml, then
     ``config_files``, then the parameters given here (bounds add to and win over those of the files).
@@ -192,15 +220,37 @@ def eval_settings(
         "min_class_recall": min_class_recall,
         "baseline": baseline,
         "max_drop": max_drop,
+        "significance": significance,
+        "target_accuracy": target_accuracy,
     }
+    infer = {"batch_size": batch_size, "min_confidence": min_confidence}
     settings = load_sections(
         files,
         ("eval", "infer"),
         eval={k: v for k, v in given.items() if v is not None},
-        infer={"batch_size": batch_size} if batch_size is not None else {},
+        infer={k: v for k, v in infer.items() if v is not None},
     )
     check_gate(settings.eval)
     return settings
+
+
+def _score(model, info, files: FileList, batch_size: int, label: str):
+    """One inference pass: probabilities, labels and paths of the images that could be read."""
+    from imgai.predict import iter_predictions
+
+    parts: list[np.ndarray] = []
+    label_parts: list[np.ndarray] = []
+    paths: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    for decoded, chunk_probabilities in iter_predictions(model, info, files, batch_size, label=label):
+        # keep only what the metrics need; the decoded pixels of each chunk are dropped here
+        parts.append(chunk_probabilities)
+        label_parts.append(decoded.labels)
+        paths.extend(decoded.paths)
+        skipped.extend(decoded.skipped)
+    probabilities = np.concatenate(parts) if parts else np.zeros((0, info.num_classes), np.float32)
+    labels = np.concatenate(label_parts) if label_parts else np.zeros(0, np.int32)
+    return probabilities, labels, paths, skipped
 
 
 def evaluate(
@@ -212,42 +262,45 @@ def evaluate(
     gate: EvalConfig | None = None,
     top_k: int | None = None,
     gallery_size: int = 16,
+    infer: InferConfig | None = None,
 ) -> dict:
     """Score ``model_path`` on ``data_dir`` (or its run's test/val split), run the quality gate
     ``gate`` (see :func:`eval_settings`), and write the report (metrics.json, CSVs, plots,
-    summary.md) beside the model or into ``output_dir``. Returns the metrics;
-    ``metrics["gate"]["passed"]`` says whether it may ship. ``batch_size`` and ``top_k`` left
-    empty take ``infer.batch_size`` and ``eval.top_k`` (``gate``'s, else the defaults)."""
+    summary.md) into a new folder ``eval/<split>/`` beside the model (``eval/<split>-2/``, ... when
+    that split was scored before; ``eval/latest`` names the newest) or into ``output_dir``.
+    Returns the metrics; ``metrics["gate"]["passed"]`` says whether it may ship and
+    ``metrics["report_dir"]`` where the report went. ``batch_size`` and ``top_k`` left empty take
+    ``infer.batch_size`` and ``eval.top_k`` (``gate``'s, else the defaults); ``infer``'s
+    ``min_confidence`` (else the model's calibrated one) is the threshold whose coverage and
+    accuracy are reported."""
     from imgai.artifacts import load_any_model
-    from imgai.config import InferConfig
-    from imgai.predict import iter_predictions
+    from imgai.config import EvalConfig, InferConfig
     from imgai.report import write_report
+    from imgai.runs import create_eval_dir
 
     model_path = Path(model_path)
     baseline = check_gate(gate) if gate is not None else None  # a mistake fails before the slow part
-    batch_size = batch_size or InferConfig().batch_size
+    settings = gate if gate is not None else EvalConfig()
+    infer = infer if infer is not None else InferConfig()
+    batch_size = batch_size or infer.batch_size
     top_k = top_k if top_k is not None else (gate.top_k if gate is not None else None)
     model, info = load_any_model(model_path)  # a .keras file, or an exported artifact and its runtime
     classes = list(info.class_names)
-    files = (
-        eval_files_from_folder(data_dir, classes)
-        if data_dir is not None
-        else eval_files_from_run(model_path, classes)
-    )
+    notes: list[str] = []
+    if data_dir is not None:
+        files = eval_files_from_folder(data_dir, classes)
+        split = Path(files.source).name
+    else:
+        files, split = eval_split_from_run(model_path, classes)
+        if split == "val":
+            notes.append(
+                "the run has no test split, so this scores the validation split that chose "
+                "best.keras: the figures are optimistic (pass `data_dir`, held-out images, for an honest one)."
+            )
+    val_files = _validation_files(model_path, classes, split, data_dir) if settings.target_accuracy else None
     log(f"Scoring {model_path} on {len(files)} images from {files.source}")
     start = time.perf_counter()
-    parts: list[np.ndarray] = []
-    label_parts: list[np.ndarray] = []
-    paths: list[str] = []
-    skipped: list[tuple[str, str]] = []
-    for decoded, chunk_probabilities in iter_predictions(model, info, files, batch_size, label="scoring"):
-        # keep only what the metrics need; the decoded pixels of each chunk are dropped here
-        parts.append(chunk_probabilities)
-        label_parts.append(decoded.labels)
-        paths.extend(decoded.paths)
-        skipped.extend(decoded.skipped)
-    probabilities = np.concatenate(parts) if parts else np.zeros((0, len(classes)), np.float32)
-    labels = np.concatenate(label_parts) if label_parts else np.zeros(0, np.int32)
+    probabilities, labels, paths, skipped = _score(model, info, files, batch_size, "scoring")
     if skipped:
         log(
             f"Skipped {len(skipped)} unreadable file(s): "
@@ -256,9 +309,30 @@ def evaluate(
         )
     if len(paths) == 0:
         raise ImgaiError(f"none of the images in '{files.source}' could be read")
+    seconds = time.perf_counter() - start
     if top_k is None:  # as in training for many classes; top-2 says more than top-4 of 5
         top_k = 5 if len(classes) > 5 else 2
     metrics = compute_metrics(probabilities, labels, classes, top_k)
+    metrics["calibration"] = calibration_metrics(probabilities, labels)
+    metrics.update({key: metrics["calibration"][key] for key in ("ece", "brier", "nll")})
+    k_used = _top_k_used(metrics)
+    if settings.bootstrap_resamples:
+        intervals = bootstrap_intervals(
+            probabilities, labels, classes, k_used, settings.bootstrap_resamples, settings.bootstrap_seed
+        )
+        metrics["intervals"] = intervals
+        for name, row in metrics["per_class"].items():
+            row["recall_interval"] = intervals["recall"][name]
+    metrics["selective"] = _selective(probabilities, labels, infer, info)
+    if val_files is not None:
+        if split == "val" and data_dir is None:
+            val_probabilities, val_labels = probabilities, labels
+        else:
+            log(f"Scoring the validation split ({len(val_files)} images) to choose a threshold")
+            val_probabilities, val_labels, _, _ = _score(model, info, val_files, batch_size, "validation")
+        metrics["selective"]["target"] = _target(
+            settings.target_accuracy, val_probabilities, val_labels, probabilities, labels, split
+        )
     metrics.update(
         {
             "num_skipped": len(skipped),
@@ -267,16 +341,37 @@ def evaluate(
             "model": str(model_path),
             "model_sha256": file_sha256(model_path / "saved_model.pb" if model_path.is_dir() else model_path),
             "data": files.source,
+            "split": split,
             "imgai_version": __version__,
             **_runtime_fields(model),
             "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "seconds": round(time.perf_counter() - start, 3),
+            "seconds": round(seconds, 3),
+            "notes": notes,
         }
     )
-    results = run_checks(gate, metrics, baseline) if gate is not None and not gate.is_empty() else []
+    paired = None
+    if baseline is not None:
+        baseline = find_baseline(gate.baseline, split)  # the run's report of this same split
+        if baseline.predictions is not None:
+            before = read_baseline_predictions(baseline, paths, labels, classes)
+            paired = paired_comparison(
+                before,
+                probabilities,
+                labels,
+                k_used,
+                list(gate.max_drop),
+                settings.bootstrap_resamples,
+                settings.bootstrap_seed,
+                1.0 - settings.significance,
+            )
+            metrics["baseline"] = {"source": str(baseline.predictions), "comparison": paired}
+        else:
+            metrics["baseline"] = {"source": str(baseline.source), "comparison": None}
+    results = run_checks(gate, metrics, baseline, paired) if gate is not None and not gate.is_empty() else []
     if results:
         metrics["gate"] = {"passed": all(r.passed for r in results), "checks": [r.to_dict() for r in results]}
-    out_dir = Path(output_dir) if output_dir is not None else model_path.parent
+    out_dir = Path(output_dir) if output_dir is not None else create_eval_dir(model_path.parent, split)
+    metrics["report_dir"] = str(out_dir)
     written = write_report(
         out_dir,
         metrics,
@@ -296,6 +391,67 @@ def evaluate(
     return metrics
 
 
+def _top_k_used(metrics: dict) -> int | None:
+    """The k of the top-k accuracy compute_metrics reported (None with two classes)."""
+    for key in metrics:
+        match = TOP_K_METRIC.match(key)
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def _validation_files(model_path: Path, classes: list[str], split: str, data_dir) -> FileList:
+    """The run's validation split, on which ``eval.target_accuracy`` chooses its threshold."""
+    if not (model_path.parent / CONFIG_FILE).is_file():
+        raise ImgaiError(
+            f"`eval.target_accuracy` chooses a threshold on the validation split of the model's run, and "
+            f"'{model_path}' is not inside a run folder: pass a model trained by 'imgai train'"
+        )
+    splits = run_splits(model_path, classes)
+    if splits.val is None:
+        raise ImgaiError(
+            f"`eval.target_accuracy` chooses a threshold on the validation split, and the run in "
+            f"'{model_path.parent}' has none: train with a validation split (data.validation_split)"
+        )
+    return splits.val
+
+
+def _selective(probabilities: np.ndarray, labels: np.ndarray, infer: InferConfig, info) -> dict:
+    """Coverage and accuracy when only confident answers count: at the threshold in use (flag,
+    config or the model's calibration), and the accuracy at 80 % and 90 % coverage."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    out: dict = {
+        "accuracy_at_coverage": {
+            f"{c:.2f}": accuracy_at_coverage(confidence, correct, c) for c in (0.5, 0.8, 0.9, 1.0)
+        }
+    }
+    threshold, source = infer.min_confidence, "infer.min_confidence"
+    if threshold is None and info.min_confidence is not None:
+        threshold, source = info.min_confidence, "the model's calibration"
+    if threshold is not None:
+        coverage, accuracy = coverage_at(confidence, correct, threshold)
+        out.update(
+            min_confidence=float(threshold), threshold_source=source, coverage=coverage, accuracy=accuracy
+        )
+    return out
+
+
+def _target(target, val_probabilities, val_labels, probabilities, labels, split) -> dict:
+    """The smallest threshold whose answered validation images reach ``target`` accuracy, and what
+    it gives on the images scored here."""
+    val_conf = val_probabilities.max(axis=1)
+    val_correct = val_probabilities.argmax(axis=1) == val_labels
+    threshold = threshold_for_accuracy(val_conf, val_correct, target)
+    out: dict = {"target_accuracy": target, "threshold": threshold, "chosen_on": "val"}
+    if threshold is not None:
+        out["val_coverage"], out["val_accuracy"] = coverage_at(val_conf, val_correct, threshold)
+        conf, correct = probabilities.max(axis=1), probabilities.argmax(axis=1) == labels
+        out["coverage"], out["accuracy"] = coverage_at(conf, correct, threshold)
+        out["split"] = split
+    return out
+
+
 def _runtime_fields(model) -> dict:
     """Which Keras and backend scored the model; for an exported artifact, its runtime."""
     runtime = getattr(model, "runtime", None)
@@ -306,16 +462,24 @@ def _runtime_fields(model) -> dict:
     return {"keras_version": keras.__version__, "backend": keras.backend.backend()}
 
 
+def _interval(metrics: dict, name: str, fmt: str = ".1%") -> str:
+    """ "  [87.0%, 93.5%]": the metric's bootstrap interval, or nothing when there is none."""
+    bounds = metrics.get("intervals", {}).get("metrics", {}).get(name)
+    return f"  [{bounds[0]:{fmt}}, {bounds[1]:{fmt}}]" if bounds else ""
+
+
 def format_metrics(metrics: dict) -> str:
-    """The printed summary: overall figures, then one line per class."""
+    """The printed summary: overall figures (with their bootstrap intervals), calibration,
+    selective prediction, then one line per class."""
+    intervals = metrics.get("intervals")
     lines = [
         f"  images         {metrics['num_images']}"
         + (f" ({metrics['num_skipped']} skipped)" if metrics.get("num_skipped") else ""),
         f"  loss           {metrics['loss']:.4f}",
-        f"  accuracy       {metrics['accuracy']:.2%}",
+        f"  accuracy       {metrics['accuracy']:.2%}{_interval(metrics, 'accuracy')}",
     ]
     lines += [
-        f"  {key.replace('_', ' '):<14} {value:.2%}"
+        f"  {key.replace('_', ' '):<14} {value:.2%}{_interval(metrics, key)}"
         for key, value in metrics.items()
         if key.startswith("top") and key.endswith("_accuracy")
     ]
@@ -323,10 +487,37 @@ def format_metrics(metrics: dict) -> str:
         if f"f1_{avg}" in metrics:
             lines.append(
                 f"  {avg:<14} precision {metrics[f'precision_{avg}']:.2%}  recall "
-                f"{metrics[f'recall_{avg}']:.2%}  F1 {metrics[f'f1_{avg}']:.2%}"
+                f"{metrics[f'recall_{avg}']:.2%}  F1 {metrics[f'f1_{avg}']:.2%}{_interval(metrics, f'f1_{avg}')}"
             )
+    if intervals:
+        lines.append(
+            f"  [..] = {intervals['level']:.0%} bootstrap interval over images "
+            f"({intervals['resamples']} resamples, seed {intervals['seed']})"
+        )
+    if "ece" in metrics:
+        lines += [
+            f"  ECE            {metrics['ece']:.2%}  (top-1 confidence, 15 equal-width bins)",
+            f"  Brier          {metrics['brier']:.4f}  (multi-class, summed over classes: 0 best, 2 worst)",
+            f"  NLL            {metrics['nll']:.4f}",
+        ]
+    selective = metrics.get("selective", {})
+    at = selective.get("accuracy_at_coverage", {})
+    if at.get("0.80") is not None and at.get("0.90") is not None:
+        lines.append(f"  most confident 80% of images: {at['0.80']:.1%} right; 90%: {at['0.90']:.1%} right")
+    if "min_confidence" in selective:
+        accuracy = "n/a" if selective["accuracy"] is None else f"{selective['accuracy']:.1%}"
+        lines.append(
+            f"  min confidence {selective['min_confidence']:g} ({selective['threshold_source']}): answers "
+            f"{selective['coverage']:.1%} of images, {accuracy} of them right"
+        )
+    target = selective.get("target")
+    if target:
+        lines.append(_target_line(target))
     width = max(len(name) for name in [*metrics["per_class"], "class"])
-    lines.append(f"  {'class':<{width}}  {'precision':>9}  {'recall':>7}  {'F1':>7}  {'images':>6}")
+    lines.append(
+        f"  {'class':<{width}}  {'precision':>9}  {'recall':>7}  {'F1':>7}  {'images':>6}"
+        + ("  recall interval" if intervals else "")
+    )
     for name, row in metrics["per_class"].items():
         recall = row.get("recall", row.get("accuracy"))
         cells = [
@@ -334,5 +525,26 @@ def format_metrics(metrics: dict) -> str:
             "n/a" if recall is None else f"{recall:.1%}",
             "n/a" if row.get("f1") is None else f"{row['f1']:.1%}",
         ]
-        lines.append(f"  {name:<{width}}  {cells[0]:>9}  {cells[1]:>7}  {cells[2]:>7}  {row['support']:>6}")
+        bounds = row.get("recall_interval")
+        lines.append(
+            f"  {name:<{width}}  {cells[0]:>9}  {cells[1]:>7}  {cells[2]:>7}  {row['support']:>6}"
+            + (f"  [{bounds[0]:.1%}, {bounds[1]:.1%}]" if bounds else "")
+        )
+    lines += [f"Note: {note}" for note in metrics.get("notes", [])]
     return "\n".join(lines)
+
+
+def _target_line(target: dict) -> str:
+    if target["threshold"] is None:
+        return (
+            f"  target accuracy {target['target_accuracy']:.1%}: no confidence threshold reaches it "
+            "on the validation split"
+        )
+    line = (
+        f"  target accuracy {target['target_accuracy']:.1%}: threshold {target['threshold']:.4f} "
+        f"(on the validation split: answers {target['val_coverage']:.1%}, {target['val_accuracy']:.1%} right)"
+    )
+    if target.get("split") != "val":
+        accuracy = "n/a" if target["accuracy"] is None else f"{target['accuracy']:.1%}"
+        line += f"; here: answers {target['coverage']:.1%}, {accuracy} right"
+    return line + "; use it with infer.min_confidence or predict --min-confidence"

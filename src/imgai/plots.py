@@ -121,6 +121,108 @@ def plot_training_curves(history_path: str | Path, path: str | Path, monitor: st
     return save_figure(fig, path)
 
 
+def plot_reliability(calibration: dict, path: str | Path, title: str = "") -> Path:
+    """Reliability diagram: per confidence bin, the share of right answers (bars) against the mean
+    confidence (dots); a calibrated model follows the diagonal. Bin counts are written on the
+    bars and drawn below, so a bin of 3 images is not read like a bin of 300."""
+    table = calibration["reliability"]
+    edges = np.asarray(table["edges"])
+    counts = np.asarray(table["count"])
+    width = edges[1] - edges[0]
+    centres = edges[:-1] + width / 2
+    filled = counts > 0
+    accuracy = np.array([a if a is not None else 0.0 for a in table["accuracy"]])
+    confidence = np.array([c if c is not None else np.nan for c in table["confidence"]])
+    fig, (ax, ax_count) = new_figure(
+        2, 1, figsize=(6.2, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]}, layout="constrained"
+    )
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
+    ax.bar(
+        centres[filled],
+        accuracy[filled],
+        width=width * 0.9,
+        color="#4C72B0",
+        alpha=0.85,
+        label="accuracy in the bin",
+    )
+    ax.plot(
+        confidence[filled],
+        accuracy[filled],
+        "o",
+        color="#DD8452",
+        markersize=4,
+        label="mean confidence in the bin",
+    )
+    for x, a, n in zip(centres[filled], accuracy[filled], counts[filled]):
+        ax.text(x, min(a + 0.02, 0.97), str(int(n)), ha="center", va="bottom", fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("accuracy")
+    ax.set_title(
+        (f"{title}\n" if title else "")
+        + f"Reliability: ECE {calibration['ece']:.2%} (top-1, {len(counts)} equal-width bins)",
+        fontsize=10,
+    )
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax_count.bar(centres, counts, width=width * 0.9, color="#8C8C8C")
+    ax_count.set_yscale("symlog", linthresh=10)
+    ax_count.set_ylabel("images")
+    ax_count.set_xlabel("confidence (highest probability)")
+    ax_count.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def plot_risk_coverage(
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    path: str | Path,
+    threshold: float | None = None,
+    title: str = "",
+) -> Path:
+    """Accuracy on the answered images against coverage (the share answered) when the least
+    confident images are set aside; the chosen threshold, if any, is marked."""
+    from imgai.selective import coverage_at, risk_coverage
+
+    _, coverage, accuracy = risk_coverage(confidence, correct)
+    fig, ax = new_figure(figsize=(6.2, 4.6), layout="constrained")
+    ax.plot(coverage, accuracy, "-", color="#4C72B0", linewidth=1.8, label="accuracy on answered images")
+    overall = float(np.mean(correct)) if len(correct) else float("nan")
+    ax.axhline(overall, color="grey", linestyle=":", linewidth=1, label=f"answering all: {overall:.1%}")
+    for share in (0.8, 0.9):
+        if coverage.size and coverage[-1] >= share:
+            i = int(np.searchsorted(coverage, share))
+            ax.plot(coverage[i], accuracy[i], "o", color="#55A868", markersize=5)
+            ax.annotate(
+                f"{coverage[i]:.0%}: {accuracy[i]:.1%}",
+                (coverage[i], accuracy[i]),
+                textcoords="offset points",
+                xytext=(-8, 8),
+                ha="right",
+                fontsize=8,
+            )
+    if threshold is not None:
+        cov, acc = coverage_at(confidence, correct, threshold)
+        if acc is not None:
+            ax.plot(
+                cov,
+                acc,
+                "D",
+                color="#C44E52",
+                markersize=6,
+                label=f"min confidence {threshold:g}: answers {cov:.1%}, {acc:.1%} right",
+            )
+    ax.set_xlim(0, 1.01)
+    low = float(np.nanmin(accuracy)) if accuracy.size else 0.0
+    ax.set_ylim(max(0.0, min(low, overall) - 0.05), 1.005)
+    ax.set_xlabel("coverage (share of images answered, most confident first)")
+    ax.set_ylabel("accuracy")
+    ax.set_title((f"{title}\n" if title else "") + "Risk-coverage: answer only when confident", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    return save_figure(fig, path)
+
+
 def plot_gallery(images: list[np.ndarray], captions: list[str], path: str | Path, title: str) -> Path:
     """A grid of images with a caption under each."""
     n = len(images)

@@ -19,9 +19,11 @@ from typing import IO, TYPE_CHECKING
 import numpy as np
 
 from imgai.data import IMAGE_EXTENSIONS, DecodedImages, FileList, iter_image_files, load_images
+from imgai.errors import ImgaiError
 from imgai.names import PREDICTION_FORMATS
 
 if TYPE_CHECKING:
+    from imgai.config import InferConfig
     from imgai.modelfile import ModelInfo
 from imgai.text import printable
 
@@ -166,20 +168,56 @@ def iter_prediction_rows(
 FORMATS = PREDICTION_FORMATS
 
 
-def _as_record(row: PredictionRow, class_names: list[str], k: int) -> dict:
+@dataclass(frozen=True)
+class Abstain:
+    """Answer ``label`` instead of a class when the top probability is below ``min_confidence``."""
+
+    min_confidence: float
+    label: str = "unknown"
+
+    def abstains(self, row: PredictionRow) -> bool:
+        return float(np.max(row.probabilities)) < self.min_confidence
+
+    def answer(self, row: PredictionRow, class_names: list[str]) -> str:
+        return self.label if self.abstains(row) else class_names[int(np.argmax(row.probabilities))]
+
+
+def abstain_rule(infer: InferConfig, info: ModelInfo) -> Abstain | None:
+    """The "unknown" rule predict applies: ``infer.min_confidence`` (flag or config), else the
+    threshold a calibration stored in the model, else none."""
+    threshold = infer.min_confidence if infer.min_confidence is not None else info.min_confidence
+    if threshold is None:
+        return None
+    if infer.unknown_label in info.class_names:
+        raise ImgaiError(
+            f"`infer.unknown_label` '{infer.unknown_label}' is one of the model's classes: "
+            "choose another label (e.g. infer.unknown_label=not-sure)"
+        )
+    return Abstain(float(threshold), infer.unknown_label)
+
+
+def _as_record(row: PredictionRow, class_names: list[str], k: int, abstain: Abstain | None = None) -> dict:
     if row.error:
         return {"path": row.path, "error": row.error}
-    return {
-        "path": row.path,
-        "predictions": [{"class": c, "probability": round(p, 6)} for c, p in row.top(class_names, k)],
-    }
+    record: dict = {"path": row.path}
+    if abstain is not None:  # the answer first; the top-k stays for whoever wants to look closer
+        record["answer"] = abstain.answer(row, class_names)
+    record["predictions"] = [{"class": c, "probability": round(p, 6)} for c, p in row.top(class_names, k)]
+    return record
 
 
 def write_rows(
-    rows: Iterable[PredictionRow], class_names: list[str], top_k: int, fmt: str, out: IO[str]
+    rows: Iterable[PredictionRow],
+    class_names: list[str],
+    top_k: int,
+    fmt: str,
+    out: IO[str],
+    abstain: Abstain | None = None,
 ) -> tuple[int, int]:
     """Write rows to ``out`` as they come: a table for people, or JSON / JSON lines / CSV for
-    programs. Returns ``(rows written, rows with an error)``."""
+    programs. With ``abstain``, every format also gives the answer (a class, or the unknown label
+    below the threshold): an ``answer`` key / column, or ``unknown (...)`` in the table.
+    Returns ``(rows written, rows with an error)``."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}")
     k = min(top_k, len(class_names))
@@ -187,7 +225,7 @@ def write_rows(
     writer = None
     if fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
-        header = ["path"]
+        header = ["path"] + (["answer"] if abstain is not None else [])
         for i in range(1, k + 1):
             header += [f"class_{i}", f"probability_{i}"]
         writer.writerow(header + ["error"])
@@ -195,20 +233,24 @@ def write_rows(
         out.write("[")
     for row in rows:
         if fmt == "json":
-            text = json.dumps(_as_record(row, class_names, k), indent=2)
+            text = json.dumps(_as_record(row, class_names, k, abstain), indent=2)
             out.write(("," if count else "") + "\n  " + text.replace("\n", "\n  "))
         elif fmt == "jsonl":
-            out.write(json.dumps(_as_record(row, class_names, k)) + "\n")
+            out.write(json.dumps(_as_record(row, class_names, k, abstain)) + "\n")
         elif fmt == "csv":
             cells = [row.path]
+            if abstain is not None:
+                cells.append("" if row.error else abstain.answer(row, class_names))
             for c, p in row.top(class_names, k):
                 cells += [c, f"{p:.6f}"]
-            cells += [""] * (1 + 2 * k - len(cells))
+            cells += [""] * (len(header) - 1 - len(cells))
             writer.writerow(cells + [row.error or ""])
         elif row.error:  # the table is for a terminal: names escaped, one row per file
             out.write(f"{printable(row.path)}: ERROR {printable(row.error)}\n")
         else:
             top = ", ".join(f"{printable(c)} {p:.1%}" for c, p in row.top(class_names, k))
+            if abstain is not None and abstain.abstains(row):
+                top = f"{printable(abstain.label)} (confidence below {abstain.min_confidence:g}: {top})"
             out.write(f"{printable(row.path)}: {top}\n")
         count += 1
         failed += bool(row.error)
@@ -217,8 +259,14 @@ def write_rows(
     return count, failed
 
 
-def format_rows(rows: list[PredictionRow], class_names: list[str], top_k: int, fmt: str = "table") -> str:
+def format_rows(
+    rows: list[PredictionRow],
+    class_names: list[str],
+    top_k: int,
+    fmt: str = "table",
+    abstain: Abstain | None = None,
+) -> str:
     """Rows rendered as one string (see :func:`write_rows`)."""
     buffer = io.StringIO()
-    write_rows(rows, class_names, top_k, fmt, buffer)
+    write_rows(rows, class_names, top_k, fmt, buffer, abstain)
     return buffer.getvalue()

@@ -10,6 +10,8 @@
     confusion_matrix_normalized.png   each row divided by its total (the diagonal is recall)
     training_curves.png       loss and accuracy per epoch from the run's history.csv (if there is one)
     misclassified.png         the most confidently wrong images, with true and predicted class
+    reliability.png           confidence against accuracy per bin (calibration), bin counts shown
+    risk_coverage.png         accuracy on the answered images as the least confident are set aside
     summary.md                a short report a CI job can append to its job summary
 
 Every file is written to a temporary name and renamed, so a crash never leaves half a report.
@@ -38,6 +40,8 @@ CONFUSION_PNG = "confusion_matrix.png"
 CONFUSION_NORMALIZED_PNG = "confusion_matrix_normalized.png"
 CURVES_PNG = "training_curves.png"
 GALLERY_PNG = "misclassified.png"
+RELIABILITY_PNG = "reliability.png"
+RISK_COVERAGE_PNG = "risk_coverage.png"
 SUMMARY_FILE = "summary.md"
 
 
@@ -82,37 +86,90 @@ def most_confidently_wrong(labels: np.ndarray, probabilities: np.ndarray, limit:
     return wrong[np.argsort(-confidence, kind="stable")][:limit].tolist()
 
 
+def _verdict(check: dict) -> str:
+    verdict = check.get("verdict") or ("PASSED" if check["passed"] else "FAILED")
+    return verdict if verdict == "PASSED" else f"**{verdict}**"
+
+
 def _pct(value) -> str:
     return "n/a" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.1%}"
+
+
+def _ci(bounds) -> str:
+    return f" [{bounds[0]:.1%}, {bounds[1]:.1%}]" if bounds else ""
 
 
 def summary_markdown(metrics: dict, written: list[str], notes: list[str]) -> str:
     """A short report in GitHub-flavoured markdown."""
     top = [k for k in metrics if k.startswith("top") and k.endswith("_accuracy")]
-    extra = f", {top[0].replace('_', ' ')} {_pct(metrics[top[0]])}" if top else ""
+    intervals = metrics.get("intervals") or {}
+    ci = intervals.get("metrics", {})
+    extra = f", {top[0].replace('_', ' ')} {_pct(metrics[top[0]])}{_ci(ci.get(top[0]))}" if top else ""
     lines = [
         f"## imgai eval: `{metrics['model']}`",
         "",
-        f"Accuracy **{_pct(metrics['accuracy'])}** on {metrics['num_images']} images from `{metrics['data']}` "
-        f"(loss {metrics['loss']:.4f}{extra}"
+        f"Accuracy **{_pct(metrics['accuracy'])}**{_ci(ci.get('accuracy'))} on {metrics['num_images']} images "
+        f"from `{metrics['data']}` (loss {metrics['loss']:.4f}{extra}"
         + (f"; {metrics['num_skipped']} unreadable file(s) skipped" if metrics.get("num_skipped") else "")
         + ").",
+    ]
+    if intervals:
+        lines += [
+            "",
+            f"[a, b] = {intervals['level']:.0%} {intervals['method']} ({intervals['resamples']} resamples, "
+            f"seed {intervals['seed']}).",
+        ]
+    lines += [
         "",
         "| | precision | recall | F1 |",
         "|---|---|---|---|",
         *(
             f"| {avg} | {_pct(metrics[f'precision_{avg}'])} | "
-            f"{_pct(metrics[f'recall_{avg}'])} | {_pct(metrics[f'f1_{avg}'])} |"
+            f"{_pct(metrics[f'recall_{avg}'])} | {_pct(metrics[f'f1_{avg}'])}{_ci(ci.get(f'f1_{avg}'))} |"
             for avg in ("macro", "weighted")
         ),
         "",
         "| class | precision | recall | F1 | images |",
         "|---|---|---|---|---|",
         *(
-            f"| {name} | {_pct(row['precision'])} | {_pct(row['recall'])} | {_pct(row['f1'])} | {row['support']} |"
+            f"| {name} | {_pct(row['precision'])} | {_pct(row['recall'])}{_ci(row.get('recall_interval'))} | "
+            f"{_pct(row['f1'])} | {row['support']} |"
             for name, row in metrics["per_class"].items()
         ),
     ]
+    if "ece" in metrics:
+        lines += [
+            "",
+            f"Calibration: ECE **{_pct(metrics['ece'])}** (top-1 confidence, 15 equal-width bins), "
+            f"Brier {metrics['brier']:.4f} (multi-class, summed over classes: 0 best, 2 worst), "
+            f"NLL {metrics['nll']:.4f}.",
+        ]
+    selective = metrics.get("selective", {})
+    at = selective.get("accuracy_at_coverage", {})
+    if at.get("0.80") is not None and at.get("0.90") is not None:
+        lines += [
+            "",
+            f"Answering only the most confident 80 % of images: {_pct(at['0.80'])} right; 90 %: "
+            f"{_pct(at['0.90'])}; all: {_pct(at.get('1.00'))}.",
+        ]
+    if "min_confidence" in selective:
+        lines.append(
+            f"At min confidence {selective['min_confidence']:g} ({selective['threshold_source']}): answers "
+            f"{_pct(selective['coverage'])} of images, {_pct(selective['accuracy'])} of them right."
+        )
+    target = selective.get("target")
+    if target:
+        if target["threshold"] is None:
+            lines.append(
+                f"No confidence threshold reaches {_pct(target['target_accuracy'])} on the validation split."
+            )
+        else:
+            lines.append(
+                f"Threshold for {_pct(target['target_accuracy'])} accuracy on the validation split: "
+                f"**{target['threshold']:.4f}** (there: answers {_pct(target['val_coverage'])}, "
+                f"{_pct(target['val_accuracy'])} right; here: answers {_pct(target['coverage'])}, "
+                f"{_pct(target['accuracy'])} right)."
+            )
     gate = metrics.get("gate")
     if gate:
         checks = gate["checks"]
@@ -124,7 +181,7 @@ def summary_markdown(metrics: dict, written: list[str], notes: list[str]) -> str
             "| result | metric | measured | bound | check |",
             "|---|---|---|---|---|",
             *(
-                f"| {'PASSED' if c['passed'] else '**FAILED**'} | {c['metric']} | "
+                f"| {_verdict(c)} | {c['metric']} | "
                 f"{c['measured']:.4f} | {c['op']} {c['bound']:.4f} | {c['detail']} |"
                 for c in checks
             ),
@@ -214,12 +271,29 @@ def write_report(
     else:
         notes.append("no misclassified images, so no gallery.")
 
+    title = f"{Path(metrics['model']).parent.name}/{Path(metrics['model']).name} on {metrics.get('split') or 'data'}"
+    if "calibration" in metrics:
+        written.append(plots.plot_reliability(metrics["calibration"], out_dir / RELIABILITY_PNG, title))
+    selective = metrics.get("selective", {})
+    written.append(
+        plots.plot_risk_coverage(
+            probabilities.max(axis=1),
+            probabilities.argmax(axis=1) == labels,
+            out_dir / RISK_COVERAGE_PNG,
+            selective.get("min_confidence"),
+            title,
+        )
+    )
+
     for stale in (CURVES_PNG, GALLERY_PNG):  # from an earlier eval into the same folder
         if out_dir / stale not in written:
             (out_dir / stale).unlink(missing_ok=True)
     text(METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     names = [p.name for p in written]
-    text(SUMMARY_FILE, summary_markdown(metrics, names + [METRICS_FILE], notes))
+    text(
+        SUMMARY_FILE,
+        summary_markdown(metrics, names + [METRICS_FILE], notes + list(metrics.get("notes", []))),
+    )
     for note in notes:
         log(f"Note: {note}")
     return written

@@ -8,7 +8,9 @@ A run folder ``<output.dir>/<name>/`` holds everything one training produced::
     best.keras     the checkpoint with the best monitored metric
     last.keras     the checkpoint after the last completed epoch
     history.csv    one row per epoch
-    metrics.json   written by ``imgai eval``
+    eval/<split>/  one report per ``imgai eval`` (metrics.json, predictions.csv, plots, summary.md):
+                   eval/test/, eval/test-2/, ... when the same split is scored again, never
+                   overwritten; the file eval/latest names the newest
 
 Runs are never overwritten: names are auto-numbered (run1, run2, ...) or chosen with ``--name``,
 and an existing name is an error. Files are written to a temporary name and renamed into place,
@@ -32,6 +34,8 @@ HISTORY_FILE = "history.csv"
 SKIPPED_FILE = "skipped.txt"
 CLASSES_FILE = "classes.txt"
 METRICS_FILE = "metrics.json"
+EVAL_DIR = "eval"
+LATEST_FILE = "latest"
 
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -82,6 +86,51 @@ def _create_run_dir(runs_dir: Path, name: str | None) -> Path:
             return path
         except FileExistsError:
             number += 1
+
+
+def report_label(name: str) -> str:
+    """A folder name for what was scored: letters, digits, '.', '_' and '-' only."""
+    label = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "data"
+    return label[:60]
+
+
+def create_eval_dir(parent: str | Path, label: str) -> Path:
+    """A new, empty report folder ``<parent>/eval/<label>/`` (``<label>-2``, ``-3``, ... when taken),
+    recorded in ``<parent>/eval/latest``. An earlier report is never overwritten."""
+    base = Path(parent) / EVAL_DIR
+    base.mkdir(parents=True, exist_ok=True)
+    label = report_label(label)
+    number = 1
+    while True:  # mkdir is atomic, so two evals at once still get two folders
+        path = base / (label if number == 1 else f"{label}-{number}")
+        try:
+            path.mkdir()
+            break
+        except FileExistsError:
+            number += 1
+    atomic_write_text(base / LATEST_FILE, path.name + "\n")
+    return path
+
+
+def latest_eval_dir(parent: str | Path, label: str | None = None) -> Path | None:
+    """The newest report under ``<parent>/eval/``: of ``label`` (its highest number) when given and
+    present, else the one ``eval/latest`` names; None when there is none."""
+    base = Path(parent) / EVAL_DIR
+    if label is not None:
+        label = report_label(label)
+        numbered = [
+            (int(m.group(1) or 1), p)
+            for p in base.glob(f"{label}*")
+            if (m := re.fullmatch(re.escape(label) + r"(?:-(\d+))?", p.name)) and (p / METRICS_FILE).is_file()
+        ]
+        if numbered:
+            return max(numbered, key=lambda item: item[0])[1]
+    try:
+        name = (base / LATEST_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    path = base / name
+    return path if name and "/" not in name and (path / METRICS_FILE).is_file() else None
 
 
 def default_runs_dir() -> Path:
