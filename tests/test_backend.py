@@ -80,7 +80,7 @@ def test_train_eval_predict_on_jax_without_tensorflow(split_dataset, tmp_path):
             f"data.cache_dir={tmp_path / 'cache'}",
         )
     imgai("eval")
-    metrics = json.loads((tmp_path / "runs" / "run2" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "runs" / "run2" / "eval" / "test" / "metrics.json").read_text())
     assert metrics["num_images"] == 12
     image = next((split_dataset / "test" / "circle").iterdir())
     out = imgai("predict", str(image), "--format", "json")

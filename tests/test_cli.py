@@ -96,7 +96,7 @@ def test_predict_and_eval_with_no_flags(trained, split_dataset):
 
     result = run_imgai("eval", cwd=workdir)
     assert result.returncode == 0, result.stderr
-    metrics = json.loads((workdir / "runs" / "e2e" / "metrics.json").read_text())
+    metrics = json.loads((workdir / "runs" / "e2e" / "eval" / "test" / "metrics.json").read_text())
     assert metrics["num_images"] == 12  # the test split
     assert set(metrics["per_class"]) == {"circle", "square", "triangle"}
     assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["loss"] > 0
@@ -183,7 +183,11 @@ def test_eval_on_a_chosen_folder(trained, split_dataset):
     workdir, _ = trained
     result = run_imgai("eval", "--run", "e2e", "--data", str(split_dataset / "val"), cwd=workdir)
     assert result.returncode == 0, result.stderr
-    assert json.loads((workdir / "runs" / "e2e" / "metrics.json").read_text())["num_images"] == 12
+    # a report of its own (eval/val/), beside the test split's, never over it
+    assert (
+        json.loads((workdir / "runs" / "e2e" / "eval" / "val" / "metrics.json").read_text())["num_images"]
+        == 12
+    )
 
 
 def test_typo_in_key_exits_2_and_names_the_fix(workdir):
@@ -234,7 +238,10 @@ def test_validation_split_and_auto_numbered_runs(tmp_path, flat_dataset):
     # no test split: eval falls back to the validation split (20 % of 30 = 6 images)
     result = run_imgai("eval", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert json.loads((tmp_path / "runs" / "run1" / "metrics.json").read_text())["num_images"] == 6
+    report = tmp_path / "runs" / "run1" / "eval" / "val"
+    assert json.loads((report / "metrics.json").read_text())["num_images"] == 6
+    # ... and says that the validation split chose best.keras, so the figure is optimistic
+    assert "optimistic" in result.stdout and "optimistic" in (report / "summary.md").read_text()
 
 
 def test_eval_and_predict_without_any_run(tmp_path):

@@ -25,6 +25,8 @@ REPORT = {
     "confusion_matrix.png",
     "confusion_matrix_normalized.png",
     "training_curves.png",
+    "reliability.png",
+    "risk_coverage.png",
 }
 
 
@@ -71,7 +73,7 @@ def project(tmp_path_factory, split_dataset):
 def test_eval_writes_the_full_report(project):
     result = imgai("eval", "--run", "m", cwd=project)
     assert result.returncode == 0, result.stderr
-    run = project / "runs" / "m"
+    run = project / "runs" / "m" / "eval" / "test"
     assert REPORT <= {p.name for p in run.iterdir()}
     metrics = json.loads((run / "metrics.json").read_text())
     for key in (
@@ -96,9 +98,24 @@ def test_eval_writes_the_full_report(project):
         "keras_version",
         "backend",
         "timestamp",
+        "ece",
+        "brier",
+        "nll",
+        "calibration",
+        "intervals",
+        "selective",
     ):
         assert key in metrics, key
     assert len(metrics["model_sha256"]) == 64 and metrics["num_images"] == 12
+    low, high = metrics["intervals"]["metrics"]["accuracy"]
+    assert low <= metrics["accuracy"] <= high and "recall_interval" in metrics["per_class"]["circle"]
+    assert "ECE" in result.stdout and "bootstrap interval" in result.stdout
+    # The same split scored again: a second report beside the first, eval/latest names it.
+    again = imgai("eval", "--run", "m", cwd=project)
+    assert again.returncode == 0 and (run / "metrics.json").is_file()
+    assert (run.parent / "test-2" / "metrics.json").is_file()
+    assert (run.parent / "latest").read_text().strip() == "test-2"
+    assert "runs/m/eval/test-2/" in again.stdout
     assert sum(map(sum, metrics["confusion_matrix"])) == 12
     wrong = [
         r for r in csv.DictReader((run / "predictions.csv").open()) if r["true_class"] != r["predicted_class"]
@@ -177,10 +194,12 @@ def test_runs_are_found_under_output_dir(project, tmp_path):
 
 
 @pytest.mark.slow
-def test_baseline_and_config_gate(project, tmp_path):
-    base = project / "runs" / "m" / "metrics.json"
-    if not base.exists():
+def test_baseline_and_config_gate(project, split_dataset, tmp_path):
+    from imgai.runs import latest_eval_dir
+
+    if latest_eval_dir(project / "runs" / "m", "test") is None:
         assert imgai("eval", "--run", "m", cwd=project).returncode == 0
+    base = latest_eval_dir(project / "runs" / "m", "test") / "metrics.json"
     baseline = tmp_path / "baseline.json"
     shutil.copy(base, baseline)
     same = imgai(
@@ -196,6 +215,31 @@ def test_baseline_and_config_gate(project, tmp_path):
         cwd=project,
     )
     assert same.returncode == 0 and "minus max drop 0" in same.stdout  # same model, same data: no drop
+    assert "paired test not possible" in same.stdout  # a metrics.json alone: the bound decides
+    # The run folder as baseline: its test report's predictions.csv, so a paired test on the same images
+    paired = imgai(
+        "eval", "--run", "m", "--baseline", "runs/m", "--max-drop", "accuracy=0", "--max-drop", "f1_macro=0",
+        "--output-dir", str(tmp_path / "p"), cwd=project,
+    )  # fmt: skip
+    assert paired.returncode == 0, paired.stderr
+    assert "difference +0.0000" in paired.stdout and "p=1 (exact McNemar" in paired.stdout
+    assert "p=1 (paired bootstrap)" in paired.stdout
+    other = imgai(
+        "eval", "--run", "m", "--data", str(split_dataset / "val"), "--baseline", "runs/m",
+        "--max-drop", "accuracy=0", "--output-dir", str(tmp_path / "o"), cwd=project,
+    )  # fmt: skip
+    assert other.returncode == 2 and "different images" in other.stderr and clean(other)
+    assert len(other.stderr.strip().splitlines()) == 1
+    for flag in ("--min-confidence", "--target-accuracy", "--significance"):
+        bad = imgai("eval", "--run", "m", flag, "1.5", cwd=project)
+        assert bad.returncode == 2 and flag in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    target = imgai(
+        "eval", "--run", "m", "--target-accuracy", "0.5", "--min-confidence", "0.4",
+        "--output-dir", str(tmp_path / "t"), cwd=project,
+    )  # fmt: skip
+    assert target.returncode == 0, target.stderr
+    assert "target accuracy 50.0%" in target.stdout and "on the validation split" in target.stdout
+    assert "min confidence 0.4 (infer.min_confidence)" in target.stdout
 
     gate = tmp_path / "gate.yaml"
     gate.write_text("eval:\n  fail_under:\n    accuracy: 1.01\n")
@@ -281,12 +325,28 @@ def test_predict_equals_eval(project, split_dataset, tmp_path):
     predicted = imgai("predict", str(split_dataset / "test"), "--format", "json", "-k", "3", cwd=project)
     assert predicted.returncode == 0, predicted.stderr
     rows = json.loads(predicted.stdout)
+    # 'unknown' below the threshold, the top-k still there; a threshold outside (0, 1): one line, exit 2
+    unsure = imgai(
+        "predict", str(split_dataset / "test"), "--format", "csv", "--min-confidence", "0.99", cwd=project
+    )
+    answers = list(csv.DictReader(io.StringIO(unsure.stdout)))
+    assert unsure.returncode == 0 and len(answers) == 12 and all(r["class_1"] for r in answers)
+    assert {r["answer"] for r in answers} <= {"unknown", *from_eval_classes(from_eval)}
+    assert all((r["answer"] == "unknown") == (float(r["probability_1"]) < 0.99) for r in answers)
+    for bad in ("0", "1", "-0.5"):
+        refused = imgai("predict", str(split_dataset / "test"), "--min-confidence", bad, cwd=project)
+        assert refused.returncode == 2 and "--min-confidence" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1 and clean(refused)
     assert {r["path"] for r in rows} == set(from_eval) and len(rows) == 12
     for row in rows:
         ev = from_eval[row["path"]]
         assert row["predictions"][0]["class"] == ev["predicted_class"]
         for p in row["predictions"]:
             assert p["probability"] == pytest.approx(float(ev[f"p_{p['class']}"]), abs=2e-6)
+
+
+def from_eval_classes(rows: dict) -> set:
+    return {r["true_class"] for r in rows.values()}
 
 
 @pytest.mark.slow

@@ -98,7 +98,20 @@ def test_write_report_files(tmp_path):
         keras_version="3",
         backend="tensorflow",
         timestamp="now",
+        split="test",
+        notes=["the figures are optimistic (a test note)."],
     )
+    from imgai.evaluate import selective_figures
+    from imgai.stats import bootstrap_intervals, calibration_metrics
+
+    metrics["calibration"] = calibration_metrics(probs, labels)
+    metrics.update({key: metrics["calibration"][key] for key in ("ece", "brier", "nll")})
+    metrics["intervals"] = bootstrap_intervals(probs, labels, CLASSES, 2, 100, 0)
+    for name, row in metrics["per_class"].items():
+        row["recall_interval"] = metrics["intervals"]["recall"][name]
+    from imgai.config import InferConfig
+
+    metrics["selective"] = selective_figures(probs, labels, InferConfig(min_confidence=0.85), None)
     history = tmp_path / "history.csv"
     history.write_text(
         "epoch,accuracy,loss,val_accuracy,val_loss\n1,0.5,1.0,0.4,1.1\n2,0.7,0.8,0.6,0.9\n3,0.8,0.6,0.5,1.0\n"
@@ -124,6 +137,8 @@ def test_write_report_files(tmp_path):
         "confusion_matrix_normalized.png",
         "training_curves.png",
         "misclassified.png",
+        "reliability.png",
+        "risk_coverage.png",
         "metrics.json",
         "summary.md",
     }
@@ -138,7 +153,13 @@ def test_write_report_files(tmp_path):
     predictions = list(csv.DictReader((out / "predictions.csv").open()))
     assert len(predictions) == 6 and predictions[1]["predicted_class"] == "dog"
     summary = (out / "summary.md").read_text()
-    assert "| cat |" in summary and "Accuracy **66.7%**" in summary
+    assert "| cat |" in summary and "Accuracy **66.7%** [" in summary
+    assert "Calibration: ECE **" in summary and "Brier" in summary and "NLL" in summary
+    assert "At min confidence 0.85 (infer.min_confidence): answers 100.0% of images, 66.7%" in summary
+    assert "Note: the figures are optimistic" in summary and "bootstrap over images" in summary
+    printed = format_metrics(metrics)
+    assert "ECE" in printed and "95% bootstrap interval" in printed and "optimistic" in printed
+    assert "recall interval" in printed and "min confidence 0.85" in printed
     assert not list(out.glob(".*tmp*")) and notes == []
 
     # Without history.csv the curves are skipped with a note, and an old plot does not linger.

@@ -121,7 +121,9 @@ def test_every_format_matches_the_keras_model_and_runs_in_predict_and_eval(proje
         cwd=project,
     )  # fmt: skip
     assert passed.exit_code == 0, passed.output
-    metrics = json.loads((folder / "metrics.json").read_text())
+    from imgai.runs import latest_eval_dir
+
+    metrics = json.loads((latest_eval_dir(folder) / "metrics.json").read_text())
     assert (
         metrics["accuracy"] == pytest.approx(accuracy) and "litert" in metrics["backend"].lower() + "litert"
     )

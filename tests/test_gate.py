@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from imgai.config import EvalConfig, load_config, load_eval_section
@@ -134,3 +135,117 @@ def test_eval_config_section_and_flags_win(tmp_path):
         load_config([], ["eval.min_class_recal=0.9"])
     with pytest.raises(ImgaiError, match="eval.min_class_recall"):
         load_config([], ["eval.min_class_recall=2"])
+
+
+# ------------------------------------------------------------------ paired gate against a baseline
+
+CLASSES = ["a", "b"]
+
+
+def _report(folder, paths, labels, probabilities):
+    """An eval report folder as imgai.report writes it: predictions.csv and metrics.json."""
+    from imgai.evaluate import compute_metrics
+    from imgai.report import predictions_csv
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "predictions.csv").write_text(predictions_csv(paths, labels, probabilities, CLASSES))
+    (folder / "metrics.json").write_text(json.dumps(compute_metrics(probabilities, labels, CLASSES)))
+    return folder
+
+
+def _answers(correct, labels):
+    """Confident probabilities that are right where ``correct`` says so."""
+    predicted = np.where(correct, labels, 1 - labels)
+    return np.where(predicted[:, None] == np.arange(2), 0.9, 0.1)
+
+
+def test_baseline_found_from_a_file_report_or_run_folder(tmp_path):
+    from imgai.gate import find_baseline
+    from imgai.runs import create_eval_dir
+
+    labels = np.array([0, 1, 0, 1])
+    paths = [f"img{i}.png" for i in range(4)]
+    run = tmp_path / "run"
+    val = create_eval_dir(run, "val")
+    _report(val, paths, labels, _answers(np.ones(4, bool), labels))
+    test = create_eval_dir(run, "test")
+    _report(test, paths, labels, _answers(np.ones(4, bool), labels))
+    assert find_baseline(run).predictions == test / "predictions.csv"  # eval/latest
+    assert find_baseline(run, "val").predictions == val / "predictions.csv"  # same split first
+    assert find_baseline(val).predictions == val / "predictions.csv"
+    assert find_baseline(val / "predictions.csv").metrics == {}
+    only_metrics = tmp_path / "m" / "metrics.json"
+    only_metrics.parent.mkdir()
+    only_metrics.write_text(json.dumps({"accuracy": 0.9}))
+    found = find_baseline(only_metrics)
+    assert found.predictions is None and found.metrics["accuracy"] == 0.9
+    with pytest.raises(ImgaiError, match="holds no eval report"):
+        find_baseline(tmp_path / "m" / "..")
+
+
+def test_baseline_on_other_images_or_classes_is_refused(tmp_path):
+    from imgai.gate import find_baseline, read_baseline_predictions
+
+    labels = np.array([0, 1, 0, 1])
+    paths = [f"img{i}.png" for i in range(4)]
+    base = find_baseline(_report(tmp_path / "r", paths, labels, _answers(np.ones(4, bool), labels)))
+    found = read_baseline_predictions(base, paths[::-1], labels[::-1], CLASSES)  # any order
+    assert found.argmax(axis=1).tolist() == labels[::-1].tolist()
+    with pytest.raises(ImgaiError, match="different images"):
+        read_baseline_predictions(base, [*paths[:3], "other.png"], labels, CLASSES)
+    with pytest.raises(ImgaiError, match="different images"):
+        read_baseline_predictions(base, paths[:3], labels[:3], CLASSES)
+    with pytest.raises(ImgaiError, match="has classes"):
+        read_baseline_predictions(base, paths, labels, ["a", "c"])
+    with pytest.raises(ImgaiError, match="labels some images differently"):
+        read_baseline_predictions(base, paths, 1 - labels, CLASSES)
+
+
+def _gate_on(before_correct, now_correct, drop, tmp_path):
+    from imgai.evaluate import compute_metrics
+    from imgai.gate import find_baseline, paired_comparison
+
+    n = len(now_correct)
+    labels = np.arange(n) % 2
+    paths = [f"img{i}.png" for i in range(n)]
+    before, now = _answers(before_correct, labels), _answers(now_correct, labels)
+    folder = _report(tmp_path / "base", paths, labels, before)
+    gate = spec(baseline=str(folder), max_drop={"accuracy": drop})
+    paired = paired_comparison(before, now, labels, None, ["accuracy"], 500, 0, 0.95)
+    metrics = compute_metrics(now, labels, CLASSES)
+    return run_checks(gate, metrics, find_baseline(folder), paired)[0]
+
+
+def test_gate_verdicts_fail_warn_pass(tmp_path):
+    ones = np.ones(200, bool)
+    # 20 images lost, none gained: a 10-point drop, McNemar p = 2 / 2**20 -> FAILED
+    lost = ones.copy()
+    lost[:20] = False
+    failed = _gate_on(ones, lost, 0.01, tmp_path)
+    assert not failed.passed and failed.verdict == "FAILED"
+    assert failed.comparison["p_value"] == pytest.approx(2 / 2**20)
+    assert (
+        "difference -0.1000" in failed.line() and "exact McNemar: 20 images lost, 0 gained" in failed.line()
+    )
+    # 3 lost, 1 gained: a 1-point drop beyond a 0.5-point bound, but p = 0.625 -> WARN, passes
+    noisy_before, noisy_now = ones.copy(), ones.copy()
+    noisy_before[0] = False
+    noisy_now[1:4] = False
+    warned = _gate_on(noisy_before, noisy_now, 0.005, tmp_path)
+    assert warned.passed and warned.warning and warned.verdict == "WARN"
+    assert warned.comparison["p_value"] == pytest.approx(0.625) and "within noise" in warned.line()
+    assert "interval [" in warned.line()
+    assert "1 warning(s)" in format_results([warned]) and "PASSED: 1 of 1" in format_results([warned])
+    # within the bound: passes whatever the test says
+    passed = _gate_on(noisy_before, noisy_now, 0.02, tmp_path)
+    assert passed.passed and not passed.warning
+
+
+def test_metrics_json_baseline_says_no_paired_test(tmp_path):
+    from imgai.gate import find_baseline
+
+    baseline = tmp_path / "metrics.json"
+    baseline.write_text(json.dumps({"accuracy": 0.92}))
+    gate = spec(baseline=str(baseline), max_drop={"accuracy": 0.01})
+    result = run_checks(gate, METRICS, find_baseline(baseline))[0]
+    assert not result.passed and "paired test not possible" in result.line()

@@ -118,3 +118,38 @@ def test_output_formats_agree():
     assert json.loads(format_rows([], CLASSES, 1, "json")) == []
     buffer = io.StringIO()
     assert write_rows(iter(rows), CLASSES, 3, "jsonl", buffer) == (2, 1)
+
+
+def test_unknown_below_min_confidence_in_every_format():
+    from imgai.config import InferConfig
+    from imgai.errors import ImgaiError
+    from imgai.predict import Abstain, abstain_rule
+
+    rows = [
+        PredictionRow("sure.png", probabilities=np.array([0.1, 0.85, 0.05])),
+        PredictionRow("unsure.png", probabilities=np.array([0.45, 0.40, 0.15])),
+        PredictionRow("bad.png", error="cannot read image: broken"),
+    ]
+    rule = Abstain(0.6, "unknown")
+    as_json = json.loads(format_rows(rows, CLASSES, 2, "json", rule))
+    assert [r.get("answer") for r in as_json] == ["square", "unknown", None]
+    assert as_json[1]["predictions"][0] == {"class": "circle", "probability": 0.45}  # top-k kept
+    lines = [json.loads(line) for line in format_rows(rows, CLASSES, 2, "jsonl", rule).splitlines()]
+    assert lines == as_json
+    table = list(csv.DictReader(io.StringIO(format_rows(rows, CLASSES, 2, "csv", rule))))
+    assert [r["answer"] for r in table] == ["square", "unknown", ""]
+    assert table[1]["class_1"] == "circle" and table[1]["probability_2"] == "0.400000"
+    assert table[2]["error"].startswith("cannot read")
+    text = format_rows(rows, CLASSES, 2, "table", rule)
+    assert text.splitlines()[:2] == [
+        "sure.png: square 85.0%, circle 10.0%",
+        "unsure.png: unknown (confidence below 0.6: circle 45.0%, square 40.0%)",
+    ]
+    assert "answer" not in format_rows(rows, CLASSES, 2, "csv")  # no threshold: the output as before
+
+    info = ModelInfo(CLASSES, (32, 32), min_confidence=0.7)
+    assert abstain_rule(InferConfig(), info) == Abstain(0.7, "unknown")  # the model's calibration
+    assert abstain_rule(InferConfig(min_confidence=0.5, unknown_label="?"), info) == Abstain(0.5, "?")
+    assert abstain_rule(InferConfig(), ModelInfo(CLASSES, (32, 32))) is None
+    with pytest.raises(ImgaiError, match="one of the model's classes"):
+        abstain_rule(InferConfig(min_confidence=0.5, unknown_label="square"), info)

@@ -49,3 +49,19 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path):
     atomic_write_text(tmp_path / "f.txt", "two")
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
     assert (tmp_path / "f.txt").read_text() == "two"
+
+
+def test_eval_reports_are_numbered_never_overwritten(tmp_path):
+    from imgai.runs import create_eval_dir, latest_eval_dir
+
+    first = create_eval_dir(tmp_path, "test")
+    (first / "metrics.json").write_text("{}")
+    second = create_eval_dir(tmp_path, "test")
+    (second / "metrics.json").write_text("{}")
+    val = create_eval_dir(tmp_path, "val")
+    assert [first.name, second.name, val.name] == ["test", "test-2", "val"]
+    assert latest_eval_dir(tmp_path) is None  # val has no report yet
+    (val / "metrics.json").write_text("{}")
+    assert (tmp_path / "eval" / "latest").read_text().strip() == "val"
+    assert latest_eval_dir(tmp_path) == val and latest_eval_dir(tmp_path, "test") == second
+    assert create_eval_dir(tmp_path, "my holdout/photos").name == "my-holdout-photos"

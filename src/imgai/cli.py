@@ -552,6 +552,9 @@ def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size, mi
         raise ImgaiError(f"cannot write '{output}': folder '{Path(output).parent}' does not exist")
     path = resolve_model_path(model_path, run, runs_dir)
     _single_device_note(path, "predict")
+    from imgai.gate import check_open_unit
+
+    check_open_unit(min_confidence, "infer.min_confidence")
     given = {"min_confidence": min_confidence} if min_confidence is not None else {}
     infer = _run_settings(path, ("infer",), infer=given).infer  # a threshold outside (0, 1): exit 2
     top_k = infer.top_k if top_k is None else top_k

@@ -17,6 +17,7 @@ from imgai.errors import ImgaiError
 from imgai.gate import (
     check_bounds,
     check_gate,
+    check_open_unit,
     find_baseline,
     format_results,
     paired_comparison,
@@ -211,6 +212,9 @@ def eval_settings(
     from imgai.config import load_sections
 
     check_bounds(fail_under, fail_over, min_class_recall, max_drop)
+    check_open_unit(significance, "eval.significance")
+    check_open_unit(target_accuracy, "eval.target_accuracy")
+    check_open_unit(min_confidence, "infer.min_confidence")
     run_config = Path(model_path).parent / CONFIG_FILE if model_path is not None else None
     files = ([run_config] if run_config is not None and run_config.is_file() else []) + list(config_files)
     given = {
@@ -323,7 +327,7 @@ def evaluate(
         metrics["intervals"] = intervals
         for name, row in metrics["per_class"].items():
             row["recall_interval"] = intervals["recall"][name]
-    metrics["selective"] = _selective(probabilities, labels, infer, info)
+    metrics["selective"] = selective_figures(probabilities, labels, infer, info)
     if val_files is not None:
         if split == "val" and data_dir is None:
             val_probabilities, val_labels = probabilities, labels
@@ -416,7 +420,7 @@ def _validation_files(model_path: Path, classes: list[str], split: str, data_dir
     return splits.val
 
 
-def _selective(probabilities: np.ndarray, labels: np.ndarray, infer: InferConfig, info) -> dict:
+def selective_figures(probabilities: np.ndarray, labels: np.ndarray, infer: InferConfig, info) -> dict:
     """Coverage and accuracy when only confident answers count: at the threshold in use (flag,
     config or the model's calibration), and the accuracy at 80 % and 90 % coverage."""
     confidence = probabilities.max(axis=1)

@@ -58,6 +58,14 @@ def parse_bounds(items: list[str] | tuple[str, ...], option: str) -> dict[str, f
     return bounds
 
 
+def check_open_unit(value: float | None, key: str) -> None:
+    """A threshold, accuracy or significance level must lie strictly between 0 and 1."""
+    if value is not None and not 0.0 < value < 1.0:
+        raise ImgaiError(
+            f"`{key}` {value:g} is not between 0 and 1: give a value such as 0.8 (0 and 1 excluded)"
+        )
+
+
 def check_bounds(
     fail_under: dict | None = None,
     fail_over: dict | None = None,

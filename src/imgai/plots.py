@@ -123,7 +123,7 @@ def plot_training_curves(history_path: str | Path, path: str | Path, monitor: st
 
 def plot_reliability(calibration: dict, path: str | Path, title: str = "") -> Path:
     """Reliability diagram: per confidence bin, the share of right answers (bars) against the mean
-    confidence (dots); a calibrated model follows the diagonal. Bin counts are written on the
+    confidence (dots, the gap in red); a calibrated model's bars follow the diagonal. Bin counts are written on the
     bars and drawn below, so a bin of 3 images is not read like a bin of 300."""
     table = calibration["reliability"]
     edges = np.asarray(table["edges"])
@@ -145,16 +145,28 @@ def plot_reliability(calibration: dict, path: str | Path, title: str = "") -> Pa
         alpha=0.85,
         label="accuracy in the bin",
     )
+    # the gap to close: from the bin's accuracy up (or down) to its mean confidence
+    ax.vlines(
+        centres[filled], accuracy[filled], confidence[filled], color="#C44E52", linewidth=2, label="gap"
+    )
     ax.plot(
+        centres[filled],
         confidence[filled],
-        accuracy[filled],
         "o",
-        color="#DD8452",
+        color="#C44E52",
         markersize=4,
         label="mean confidence in the bin",
     )
-    for x, a, n in zip(centres[filled], accuracy[filled], counts[filled]):
-        ax.text(x, min(a + 0.02, 0.97), str(int(n)), ha="center", va="bottom", fontsize=7)
+    for x, n in zip(centres[filled], counts[filled]):  # at the foot of each bar, clear of the gaps
+        ax.text(
+            x,
+            0.015,
+            str(int(n)),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
+        )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("accuracy")
@@ -182,22 +194,22 @@ def plot_risk_coverage(
 ) -> Path:
     """Accuracy on the answered images against coverage (the share answered) when the least
     confident images are set aside; the chosen threshold, if any, is marked."""
-    from imgai.selective import coverage_at, risk_coverage
+    from imgai.selective import accuracy_at_coverage, coverage_at, risk_coverage
 
     _, coverage, accuracy = risk_coverage(confidence, correct)
     fig, ax = new_figure(figsize=(6.2, 4.6), layout="constrained")
     ax.plot(coverage, accuracy, "-", color="#4C72B0", linewidth=1.8, label="accuracy on answered images")
     overall = float(np.mean(correct)) if len(correct) else float("nan")
     ax.axhline(overall, color="grey", linestyle=":", linewidth=1, label=f"answering all: {overall:.1%}")
-    for share in (0.8, 0.9):
-        if coverage.size and coverage[-1] >= share:
-            i = int(np.searchsorted(coverage, share))
-            ax.plot(coverage[i], accuracy[i], "o", color="#55A868", markersize=5)
+    for share in (0.8, 0.9):  # the figures the summary prints
+        at = accuracy_at_coverage(confidence, correct, share)
+        if at is not None:
+            ax.plot(share, at, "o", color="#55A868", markersize=5)
             ax.annotate(
-                f"{coverage[i]:.0%}: {accuracy[i]:.1%}",
-                (coverage[i], accuracy[i]),
+                f"{share:.0%} answered: {at:.1%}",
+                (share, at),
                 textcoords="offset points",
-                xytext=(-8, 8),
+                xytext=(-6, 10),
                 ha="right",
                 fontsize=8,
             )

@@ -243,7 +243,7 @@ def write_rows(
                 cells.append("" if row.error else abstain.answer(row, class_names))
             for c, p in row.top(class_names, k):
                 cells += [c, f"{p:.6f}"]
-            cells += [""] * (len(header) - 1 - len(cells))
+            cells += [""] * (len(header) - len(cells))
             writer.writerow(cells + [row.error or ""])
         elif row.error:  # the table is for a terminal: names escaped, one row per file
             out.write(f"{printable(row.path)}: ERROR {printable(row.error)}\n")
