@@ -149,6 +149,9 @@ def evaluate(
     min_class_recall: float | None = None,
     baseline: PathLike | None = None,
     max_drop: dict[str, float] | None = None,
+    significance: float | None = None,
+    min_confidence: float | None = None,
+    target_accuracy: float | None = None,
     log: Callable[[str], None] = print,
 ) -> EvalResult:
     """Score a model (a .keras file or run folder; default: the latest run's best) on ``data`` (a
@@ -171,6 +174,9 @@ def evaluate(
         min_class_recall=min_class_recall,
         baseline=None if baseline is None else str(baseline),
         max_drop=max_drop,
+        significance=significance,
+        target_accuracy=target_accuracy,
+        min_confidence=min_confidence,
     )
     _keras()
     metrics = score(

@@ -545,10 +545,12 @@ def _target_line(target: dict) -> str:
             "on the validation split"
         )
     line = (
-        f"  target accuracy {target['target_accuracy']:.1%}: threshold {target['threshold']:.4f} "
-        f"(on the validation split: answers {target['val_coverage']:.1%}, {target['val_accuracy']:.1%} right)"
+        f"  target accuracy {target['target_accuracy']:.1%}: min confidence {target['threshold']:.4f} "
+        f"(validation split: answers {target['val_coverage']:.1%}, {target['val_accuracy']:.1%} right)"
     )
     if target.get("split") != "val":
         accuracy = "n/a" if target["accuracy"] is None else f"{target['accuracy']:.1%}"
-        line += f"; here: answers {target['coverage']:.1%}, {accuracy} right"
-    return line + "; use it with infer.min_confidence or predict --min-confidence"
+        line += (
+            f"\n    on the images scored here it answers {target['coverage']:.1%}, {accuracy} of them right"
+        )
+    return line + f"\n    use it: imgai predict ... --min-confidence {target['threshold']:.4f}"

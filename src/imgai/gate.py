@@ -316,7 +316,10 @@ def _describe(comparison: dict) -> str:
     if interval is not None:
         text += f", {comparison['level']:.0%} interval [{interval[0]:+.4f}, {interval[1]:+.4f}]"
     if comparison.get("p_value") is not None:
-        text += f", p={comparison['p_value']:.3g} ({comparison['test']}"
+        p_value, floor = comparison["p_value"], 1.0 / max(comparison.get("resamples") or 1, 1)
+        bootstrapped = comparison["test"] == "paired bootstrap"
+        shown = f"p<={floor:.2g}" if bootstrapped and p_value <= floor else f"p={p_value:.3g}"
+        text += f", {shown} ({comparison['test']}"
         if "lost" in comparison:
             text += f": {comparison['lost']} images lost, {comparison['gained']} gained"
         text += ")"

@@ -201,18 +201,29 @@ def plot_risk_coverage(
     ax.plot(coverage, accuracy, "-", color="#4C72B0", linewidth=1.8, label="accuracy on answered images")
     overall = float(np.mean(correct)) if len(correct) else float("nan")
     ax.axhline(overall, color="grey", linestyle=":", linewidth=1, label=f"answering all: {overall:.1%}")
+    marked = False
     for share in (0.8, 0.9):  # the figures the summary prints
         at = accuracy_at_coverage(confidence, correct, share)
-        if at is not None:
-            ax.plot(share, at, "o", color="#55A868", markersize=5)
-            ax.annotate(
-                f"{share:.0%} answered: {at:.1%}",
-                (share, at),
-                textcoords="offset points",
-                xytext=(-6, 10),
-                ha="right",
-                fontsize=8,
-            )
+        if at is None:
+            continue
+        ax.plot(
+            share,
+            at,
+            "o",
+            color="#55A868",
+            markersize=5,
+            label=None if marked else "most confident 80 % / 90 %",
+        )
+        marked = True
+        ax.annotate(
+            f"{at:.1%}",
+            (share, at),
+            textcoords="offset points",
+            xytext=(0, -15),
+            ha="center",
+            fontsize=8,
+            bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
+        )
     if threshold is not None:
         cov, acc = coverage_at(confidence, correct, threshold)
         if acc is not None:

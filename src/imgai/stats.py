@@ -279,10 +279,11 @@ def paired_bootstrap(
 
 def bootstrap_p_value(differences: np.ndarray) -> float:
     """Two-sided bootstrap p-value for "no difference": twice the share of resamples on the far
-    side of zero (counting ties half), at most 1."""
+    side of zero (counting ties half), at most 1 and at least 1 / resamples (no resample on the
+    far side says p is below that, not that it is 0)."""
     values = np.asarray(differences, dtype=np.float64)
     values = values[np.isfinite(values)]
     if values.size == 0:
         return 1.0
     below = np.mean(values < 0) + 0.5 * np.mean(values == 0)
-    return float(min(1.0, 2.0 * min(below, 1.0 - below)))
+    return float(min(1.0, max(2.0 * min(below, 1.0 - below), 1.0 / values.size)))
