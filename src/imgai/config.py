@@ -546,16 +546,15 @@ class EvalConfig(_Section):
         0.05,
         gt=0.0,
         lt=1.0,
-        description="max_drop against a baseline's predictions.csv fails only when the drop is "
-        "significant at this level (exact McNemar for accuracy, paired bootstrap otherwise); "
-        "a larger drop within noise is a warning.",
+        description="Level of the paired test against a baseline: a drop beyond max_drop fails "
+        "only if significant, else WARN.",
     )
     bootstrap_resamples: int = Field(
         1000,
         ge=0,
         le=100_000,
-        description="Bootstrap resamples of the images for the 95 % intervals and the paired "
-        "comparison with a baseline; 0 = no intervals.",
+        description="Bootstrap resamples of the images for the 95 % intervals and the baseline "
+        "comparison; 0 = none.",
     )
     bootstrap_seed: int = Field(
         0, ge=0, le=2**32 - 1, description="Seed of the bootstrap resamples (same seed, same intervals)."
@@ -564,8 +563,8 @@ class EvalConfig(_Section):
         None,
         gt=0.0,
         lt=1.0,
-        description="Print the smallest confidence threshold whose answered validation images reach "
-        "this accuracy (for infer.min_confidence); empty = not asked.",
+        description="Print the smallest confidence threshold reaching this accuracy on the "
+        "validation split; empty = not asked.",
     )
 
     @field_validator("fail_under", "fail_over", "max_drop")
@@ -599,8 +598,8 @@ class InferConfig(_Section):
         None,
         gt=0.0,
         lt=1.0,
-        description="Answer unknown_label when the top probability is below this (top-k still "
-        "listed); empty = the model's calibrated threshold if it has one, else always answer.",
+        description="Answer unknown_label below this top probability (top-k still listed); "
+        "empty = the model's own, if any.",
     )
     unknown_label: str = Field(
         "unknown", min_length=1, description="The answer for images below min_confidence."
