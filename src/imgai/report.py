@@ -174,9 +174,12 @@ def summary_markdown(metrics: dict, written: list[str], notes: list[str]) -> str
     if gate:
         checks = gate["checks"]
         passed = sum(c["passed"] for c in checks)
+        warned = sum(c.get("verdict") == "WARN" for c in checks)
         lines += [
             "",
-            f"### Quality gate: {'PASSED' if gate['passed'] else 'FAILED'} ({passed} of {len(checks)} checks passed)",
+            f"### Quality gate: {'PASSED' if gate['passed'] else 'FAILED'} ({passed} of {len(checks)} checks passed"
+            + (f", {warned} within noise: WARN" if warned else "")
+            + ")",
             "",
             "| result | metric | measured | bound | check |",
             "|---|---|---|---|---|",
