@@ -124,7 +124,7 @@ def plot_training_curves(history_path: str | Path, path: str | Path, monitor: st
 def plot_reliability(calibration: dict, path: str | Path, title: str = "") -> Path:
     """Reliability diagram: per confidence bin, the share of right answers (bars) against the mean
     confidence (dots, the gap in red); a calibrated model's bars follow the diagonal. Bin counts are written on the
-    bars and drawn below, so a bin of 3 images is not read like a bin of 300."""
+    bars, so a bin of 3 images is not read like a bin of 300."""
     table = calibration["reliability"]
     edges = np.asarray(table["edges"])
     counts = np.asarray(table["count"])
@@ -133,9 +133,7 @@ def plot_reliability(calibration: dict, path: str | Path, title: str = "") -> Pa
     filled = counts > 0
     accuracy = np.array([a if a is not None else 0.0 for a in table["accuracy"]])
     confidence = np.array([c if c is not None else np.nan for c in table["confidence"]])
-    fig, (ax, ax_count) = new_figure(
-        2, 1, figsize=(6.2, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]}, layout="constrained"
-    )
+    fig, ax = new_figure(figsize=(6.2, 5.4))
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
     ax.bar(
         centres[filled],
@@ -177,11 +175,7 @@ def plot_reliability(calibration: dict, path: str | Path, title: str = "") -> Pa
     )
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
-    ax_count.bar(centres, counts, width=width * 0.9, color="#8C8C8C")
-    ax_count.set_yscale("symlog", linthresh=10)
-    ax_count.set_ylabel("images")
-    ax_count.set_xlabel("confidence (highest probability)")
-    ax_count.grid(alpha=0.3)
+    ax.set_xlabel("confidence (highest probability); the number in each bar: images in the bin")
     return save_figure(fig, path)
 
 
@@ -197,7 +191,7 @@ def plot_risk_coverage(
     from imgai.selective import accuracy_at_coverage, coverage_at, risk_coverage
 
     _, coverage, accuracy = risk_coverage(confidence, correct)
-    fig, ax = new_figure(figsize=(6.2, 4.6), layout="constrained")
+    fig, ax = new_figure(figsize=(6.2, 4.6))
     ax.plot(coverage, accuracy, "-", color="#4C72B0", linewidth=1.8, label="accuracy on answered images")
     overall = float(np.mean(correct)) if len(correct) else float("nan")
     ax.axhline(overall, color="grey", linestyle=":", linewidth=1, label=f"answering all: {overall:.1%}")
