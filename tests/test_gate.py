@@ -170,6 +170,7 @@ def test_baseline_found_from_a_file_report_or_run_folder(tmp_path):
     _report(val, paths, labels, _answers(np.ones(4, bool), labels))
     test = create_eval_dir(run, "test")
     _report(test, paths, labels, _answers(np.ones(4, bool), labels))
+    (run / "metrics.json").write_text("{}")  # a report from before eval/ folders: the newer ones win
     assert find_baseline(run).predictions == test / "predictions.csv"  # eval/latest
     assert find_baseline(run, "val").predictions == val / "predictions.csv"  # same split first
     assert find_baseline(val).predictions == val / "predictions.csv"

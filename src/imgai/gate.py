@@ -87,6 +87,9 @@ def check_bounds(
         raise ImgaiError(f"`eval.min_class_recall` {min_class_recall} is not between 0 and 1")
 
 
+PREDICTIONS_FILE = "predictions.csv"  # the name imgai.report writes
+
+
 @dataclass
 class Baseline:
     """An earlier eval report: its metrics, and its per-image predictions file when it has one."""
@@ -103,15 +106,15 @@ def find_baseline(path: str | Path, label: str | None = None) -> Baseline:
 
     path = Path(os.path.expanduser(str(path)))
     if path.is_dir():
-        if not ((path / PREDICTIONS_FILE).is_file() or (path / METRICS_FILE).is_file()):
-            report = latest_eval_dir(path, label)
-            if report is None:
-                raise ImgaiError(
-                    f"baseline folder '{path}' holds no eval report (no {PREDICTIONS_FILE}, "
-                    f"{METRICS_FILE} or eval/ folder): run 'imgai eval' on it first, or pass the "
-                    "report's folder as `eval.baseline`"
-                )
+        report = latest_eval_dir(path, label)  # a run folder: its reports (before any older top-level one)
+        if report is not None:
             path = report
+        elif not ((path / PREDICTIONS_FILE).is_file() or (path / METRICS_FILE).is_file()):
+            raise ImgaiError(
+                f"baseline folder '{path}' holds no eval report (no {PREDICTIONS_FILE}, "
+                f"{METRICS_FILE} or eval/ folder): run 'imgai eval' on it first, or pass the "
+                "report's folder as `eval.baseline`"
+            )
         folder = path
     elif path.is_file():
         folder = path.parent
@@ -126,9 +129,6 @@ def find_baseline(path: str | Path, label: str | None = None) -> Baseline:
     predictions = folder / PREDICTIONS_FILE
     metrics = load_baseline(metrics_path) if metrics_path.is_file() else {}
     return Baseline(metrics_path, metrics, predictions if predictions.is_file() else None)
-
-
-PREDICTIONS_FILE = "predictions.csv"  # the name imgai.report writes
 
 
 def read_baseline_predictions(
