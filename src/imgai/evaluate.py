@@ -299,7 +299,7 @@ def evaluate(
         if split == "val":
             notes.append(
                 "the run has no test split, so this scores the validation split that chose "
-                "best.keras: the figures are optimistic (pass `data_dir`, held-out images, for an honest one)."
+                "best.keras: the figures are optimistic (score held-out images for an honest one)."
             )
     val_files = _validation_files(model_path, classes, split, data_dir) if settings.target_accuracy else None
     log(f"Scoring {model_path} on {len(files)} images from {files.source}")
