@@ -175,3 +175,21 @@ def test_write_report_files(tmp_path):
     )
     assert "training_curves.png" not in {p.name for p in again} and not (out / "training_curves.png").exists()
     assert any("history.csv" in n for n in notes) and "history.csv" in (out / "summary.md").read_text()
+
+
+def test_selective_figures_use_the_flag_else_the_models_threshold():
+    from imgai.config import InferConfig
+    from imgai.evaluate import selective_figures
+
+    labels = np.array([0, 1, 2, 0])
+    probs = np.array([[0.9, 0.05, 0.05], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8], [0.2, 0.7, 0.1]])
+    calibrated = ModelInfo(tuple(CLASSES), (32, 32), min_confidence=0.75)
+    found = selective_figures(probs, labels, InferConfig(), calibrated)
+    # answered: 0.9 (right) and 0.8 (right) of 4 images
+    assert (found["min_confidence"], found["coverage"], found["accuracy"]) == (0.75, 0.5, 1.0)
+    assert found["threshold_source"] == "the model's calibration"
+    flag = selective_figures(probs, labels, InferConfig(min_confidence=0.65), calibrated)
+    assert flag["threshold_source"] == "infer.min_confidence" and flag["coverage"] == 0.75
+    assert flag["accuracy"] == pytest.approx(2 / 3)
+    plain = selective_figures(probs, labels, InferConfig(), ModelInfo(tuple(CLASSES), (32, 32)))
+    assert "min_confidence" not in plain and plain["accuracy_at_coverage"]["0.50"] == 1.0
