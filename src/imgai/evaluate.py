@@ -301,7 +301,7 @@ def evaluate(
                 "the run has no test split, so this scores the validation split that chose "
                 "best.keras: the figures are optimistic (score held-out images for an honest one)."
             )
-    val_files = _validation_files(model_path, classes, split, data_dir) if settings.target_accuracy else None
+    val_files = _validation_files(model_path, classes) if settings.target_accuracy else None
     log(f"Scoring {model_path} on {len(files)} images from {files.source}")
     start = time.perf_counter()
     probabilities, labels, paths, skipped = _score(model, info, files, batch_size, "scoring")
@@ -404,7 +404,7 @@ def _top_k_used(metrics: dict) -> int | None:
     return None
 
 
-def _validation_files(model_path: Path, classes: list[str], split: str, data_dir) -> FileList:
+def _validation_files(model_path: Path, classes: list[str]) -> FileList:
     """The run's validation split, on which ``eval.target_accuracy`` chooses its threshold."""
     if not (model_path.parent / CONFIG_FILE).is_file():
         raise ImgaiError(
