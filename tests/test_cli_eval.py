@@ -327,15 +327,17 @@ def test_predict_equals_eval(project, split_dataset, tmp_path):
     rows = json.loads(predicted.stdout)
     # 'unknown' below the threshold, the top-k still there; a threshold outside (0, 1): one line, exit 2
     unsure = imgai(
-        "predict", str(split_dataset / "test"), "--format", "csv", "--min-confidence", "0.99", cwd=project
-    )
+        "predict", str(split_dataset / "test"), "--format", "csv", "--min-confidence", "0.99",
+        "--unknown-label", "not-sure", cwd=project,
+    )  # fmt: skip
     answers = list(csv.DictReader(io.StringIO(unsure.stdout)))
     assert unsure.returncode == 0 and len(answers) == 12 and all(r["class_1"] for r in answers)
-    assert {r["answer"] for r in answers} <= {"unknown", *from_eval_classes(from_eval)}
-    assert all((r["answer"] == "unknown") == (float(r["probability_1"]) < 0.99) for r in answers)
-    for bad in ("0", "1", "-0.5"):
-        refused = imgai("predict", str(split_dataset / "test"), "--min-confidence", bad, cwd=project)
-        assert refused.returncode == 2 and "--min-confidence" in refused.stderr
+    assert {r["answer"] for r in answers} <= {"not-sure", *from_eval_classes(from_eval)}
+    assert all((r["answer"] == "not-sure") == (float(r["probability_1"]) < 0.99) for r in answers)
+    for bad in (["--min-confidence", "0"], ["--min-confidence", "1"], ["--min-confidence", "-0.5"],
+                ["--min-confidence", "0.5", "--unknown-label", "circle"]):  # fmt: skip
+        refused = imgai("predict", str(split_dataset / "test"), *bad, cwd=project)
+        assert refused.returncode == 2 and bad[-2] in refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1 and clean(refused)
     assert {r["path"] for r in rows} == set(from_eval) and len(rows) == 12
     for row in rows:

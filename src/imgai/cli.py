@@ -42,6 +42,7 @@ FLAGS = {
     "eval.significance": "--significance",
     "eval.target_accuracy": "--target-accuracy",
     "infer.min_confidence": "--min-confidence",
+    "infer.unknown_label": "--unknown-label",
     "fail_on": "--fail-on",
     "label_issues": "--label-issues",
     "folds": "--folds",
@@ -524,8 +525,16 @@ def _read_stdin_paths() -> list[str]:
     "and 1; the top-k is still shown (default: infer.min_confidence, else the threshold stored "
     "in a calibrated model, else always answer).",
 )
+@click.option(
+    "--unknown-label",
+    default=None,
+    metavar="TEXT",
+    help="The answer below --min-confidence (default: infer.unknown_label, 'unknown').",
+)
 @_handle_errors
-def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size, min_confidence) -> None:
+def predict(
+    paths, model_path, run, runs_dir, top_k, fmt, output, batch_size, min_confidence, unknown_label
+) -> None:
     """Predict class names and probabilities for images, folders (recursively) or glob patterns.
 
     \b
@@ -555,7 +564,8 @@ def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size, mi
     from imgai.gate import check_open_unit
 
     check_open_unit(min_confidence, "infer.min_confidence")
-    given = {"min_confidence": min_confidence} if min_confidence is not None else {}
+    given = {"min_confidence": min_confidence, "unknown_label": unknown_label}
+    given = {key: value for key, value in given.items() if value is not None}
     infer = _run_settings(path, ("infer",), infer=given).infer  # a threshold outside (0, 1): exit 2
     top_k = infer.top_k if top_k is None else top_k
     fmt = infer.format if fmt is None else fmt
