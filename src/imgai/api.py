@@ -181,6 +181,30 @@ def evaluate(
     return EvalResult(metrics, report_dir, None if gate is None else gate["passed"])
 
 
+def calibrate(
+    model: PathLike | None = None,
+    *,
+    run: str | None = None,
+    runs_dir: PathLike | None = None,
+    target_accuracy: float | None = None,
+    output: PathLike | None = None,
+    log: Callable[[str], None] = print,
+):
+    """Fit a temperature on the validation split of ``model``'s run (a .keras file or run folder;
+    default: the latest run's best) and write a calibrated copy, ``calibrated.keras`` beside it (or
+    ``output``), with ``calibration.json``. ``target_accuracy``: also store the smallest confidence
+    threshold that reaches it on validation as the model's ``min_confidence``. Returns a
+    :class:`imgai.calibrate.CalibrationResult` (temperature, ECE before and after, ...)."""
+    from imgai.calibrate import calibrate_model, check_target_accuracy, output_paths
+    from imgai.runs import resolve_model_path
+
+    path = resolve_model_path(model, run, runs_dir)
+    check_target_accuracy(target_accuracy)
+    output_paths(path, output)  # mistakes before the heavy import
+    _keras()
+    return calibrate_model(path, target_accuracy=target_accuracy, output=output, log=log)
+
+
 @dataclass
 class Prediction:
     """One image's classes, most likely first (``top``), or why it could not be read (``error``)."""
@@ -273,6 +297,7 @@ __all__ = [
     "ModelInfo",
     "Prediction",
     "TrainResult",
+    "calibrate",
     "evaluate",
     "explain",
     "load_config",
