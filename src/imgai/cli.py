@@ -347,6 +347,13 @@ def train(
     metavar="METRIC=DELTA",
     help="Fail if METRIC is more than DELTA worse than in --baseline; repeatable.",
 )
+@click.option(
+    "--tta",
+    default=None,
+    type=click.Choice(["none", "flip", "flip+crops"]),
+    help="Test-time augmentation: average over the image and its mirror (flip) or also four corner "
+    f"crops (flip+crops, 10x slower) ({SCHEMA_DEFAULT.format(key='infer.tta')}).",
+)
 @_handle_errors
 def eval_cmd(
     model_path,
@@ -362,6 +369,7 @@ def eval_cmd(
     min_class_recall,
     baseline,
     max_drop,
+    tta,
 ) -> None:
     """Score a trained model and write a full report; optionally gate on the results.
 
@@ -402,6 +410,7 @@ def eval_cmd(
         min_class_recall=min_class_recall,
         baseline=baseline,
         max_drop=parse_bounds(max_drop, "eval.max_drop"),
+        tta=tta,
     )
     if not is_artifact(path):
         _load_keras()
@@ -412,6 +421,7 @@ def eval_cmd(
         log=_echo,
         output_dir=output_dir,
         gate=settings.eval,
+        tta=settings.infer.tta,
     )
     if not metrics.get("gate", {}).get("passed", True):
         sys.exit(1)
@@ -529,8 +539,15 @@ def _read_stdin_paths() -> list[str]:
     type=click.IntRange(min=1),
     help=f"Images per inference batch ({SCHEMA_DEFAULT.format(key='infer.batch_size')}).",
 )
+@click.option(
+    "--tta",
+    default=None,
+    type=click.Choice(["none", "flip", "flip+crops"]),
+    help="Test-time augmentation: average over the image and its mirror (flip) or also four corner "
+    f"crops (flip+crops, 10x slower) ({SCHEMA_DEFAULT.format(key='infer.tta')}).",
+)
 @_handle_errors
-def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size) -> None:
+def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size, tta) -> None:
     """Predict class names and probabilities for images, folders (recursively) or glob patterns.
 
     \b
@@ -548,6 +565,7 @@ def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size) ->
     from imgai.artifacts import is_artifact, load_any_model
     from imgai.predict import iter_prediction_rows, write_rows
     from imgai.runs import atomic_path, resolve_model_path
+    from imgai.tta import with_tta
 
     inputs: list[str] = []
     for item in paths:
@@ -562,6 +580,7 @@ def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size) ->
     if not is_artifact(path):  # ONNX / LiteRT files run without TensorFlow or Keras
         _load_keras()
     model, info = load_any_model(path)
+    model = with_tta(model, infer.tta if tta is None else tta, info.interpolation)
     rows = iter_prediction_rows(model, info, inputs, batch_size or infer.batch_size, infer.workers)
     if output is None:
         count, failed = write_rows(rows, list(info.class_names), top_k, fmt, sys.stdout)

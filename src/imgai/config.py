@@ -352,11 +352,13 @@ class TrainConfig(_Section):
     loss: Literal["categorical_crossentropy"] = Field(
         "categorical_crossentropy", description="Loss on one-hot labels."
     )
-    monitor: Literal["val_accuracy", "val_loss", "val_f1_macro", "val_min_recall", "accuracy", "loss"] = Field(
-        "val_accuracy",
-        description="Metric that picks best.keras and drives early stopping and plateaus (val_* needs "
-        "validation data). val_f1_macro and val_min_recall (the recall of the weakest class) are computed "
-        "from the validation predictions once per epoch and logged in history.csv.",
+    monitor: Literal["val_accuracy", "val_loss", "val_f1_macro", "val_min_recall", "accuracy", "loss"] = (
+        Field(
+            "val_accuracy",
+            description="Metric that picks best.keras and drives early stopping and plateaus (val_* needs "
+            "validation data). val_f1_macro and val_min_recall (the recall of the weakest class) are computed "
+            "from the validation predictions once per epoch and logged in history.csv.",
+        )
     )
     top_k: int = Field(
         5, ge=2, le=1000, description="k of the top-k accuracy reported when there are more than 5 classes."
@@ -591,6 +593,12 @@ class InferConfig(_Section):
     top_k: int = Field(3, ge=1, description="imgai predict: how many classes to show per image.")
     format: Literal[names.PREDICTION_FORMATS] = Field(
         "table", description="imgai predict: table for people; json, jsonl or csv for programs."
+    )
+    tta: Literal["none", "flip", "flip+crops"] = Field(
+        "none",
+        description="Test-time augmentation of 'imgai eval' and 'predict': average the probabilities over "
+        "the image and its mirror (flip, 2x the inference) or also four corner crops of 87.5 % each way "
+        "(flip+crops, 10x); none = off.",
     )
 
 

@@ -94,7 +94,7 @@ def make_validation_watch(
         def __init__(self):
             super().__init__()
             self.collapsed_epochs: list[int] = []
-            self.warned_gap = False
+            self.warned_gap = self.warned_collapse = False
 
         def on_epoch_end(self, epoch, logs=None):
             if logs is None or "val_accuracy" not in logs:
@@ -109,9 +109,11 @@ def make_validation_watch(
                     logs["val_f1_macro"], logs["val_min_recall"] = scores["f1_macro"], scores["min_recall"]
                 predicted = probabilities.argmax(axis=1)
                 if len(class_names) > 1 and len(predicted) > 1 and np.all(predicted == predicted[0]):
-                    if not self.collapsed_epochs:
-                        log(collapse_message(epoch + 1, predicted, class_names, steps_per_epoch))
                     self.collapsed_epochs.append(epoch + 1)
+                    # A first epoch from random weights often starts this way: said from the second in a row.
+                    if not self.warned_collapse and epoch > 0 and epoch in self.collapsed_epochs:
+                        self.warned_collapse = True
+                        log(collapse_message(epoch + 1, predicted, class_names, steps_per_epoch))
             accuracy = logs.get("accuracy")
             if (
                 not self.warned_gap
@@ -127,14 +129,16 @@ def make_validation_watch(
                     "model.batchnorm_momentum."
                 )
 
-        def summary(self) -> str | None:
-            if not self.collapsed_epochs:
+        def summary(self, best_epoch: int, last_epoch: int) -> str | None:
+            """A closing warning when the best or the last epoch predicted one class only."""
+            bad = [e for e in dict.fromkeys((best_epoch, last_epoch)) if e in self.collapsed_epochs]
+            if not bad:
                 return None
-            epochs = self.collapsed_epochs
-            listed = ", ".join(map(str, epochs[:10])) + (" ..." if len(epochs) > 10 else "")
+            which = " and ".join(f"{'best' if e == best_epoch else 'last'} epoch ({e})" for e in bad)
             return (
-                f"Warning: the validation predictions were all one class in {len(epochs)} epoch(s) ({listed}); "
-                "check the model before using it (imgai eval shows the predictions per class)."
+                f"Warning: in the {which} the model predicted one class for every validation image "
+                f"({len(self.collapsed_epochs)} such epoch(s) in all): do not use it as it is; see the warning "
+                "above for likely causes."
             )
 
     return ValidationWatch()

@@ -949,8 +949,9 @@ def _fit_in_scope(
         )
         raise ImgaiError(f"training stopped: {describe_os_error(exc)}; {after}", exit_code=1) from None
     seconds = time.perf_counter() - start
-    if watch is not None and watch.summary():
-        log(watch.summary())
+    closing = watch.summary(state.best_epoch, state.epoch) if watch is not None else None
+    if closing:
+        log(closing)
     return _finish(
         model,
         config,
