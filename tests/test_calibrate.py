@@ -53,6 +53,27 @@ def test_fit_recovers_the_temperature_that_made_the_labels():
     )
 
 
+def test_all_right_fit_images_only_sharpen():
+    # Every image right: the likelihood grows as T shrinks, until it is flat to float precision.
+    logits = np.tile([5.0, 0.0], (10, 1))
+    assert fit_temperature(logits, np.zeros(10, dtype=int)) < 0.2
+
+
+def test_a_model_without_a_softmax_head_is_refused_in_one_line():
+    import keras
+
+    from imgai.calibrate import softmax_head
+
+    linear = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    with pytest.raises(ImgaiError, match="not one Dense layer with a softmax .*last layer: Dense"):
+        softmax_head(linear)
+    after = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3, activation="softmax"), keras.layers.Activation("relu")]
+    )
+    with pytest.raises(ImgaiError, match="last layer: Activation"):
+        softmax_head(after)
+
+
 # ----------------------------------------------------------------------------- end to end
 
 

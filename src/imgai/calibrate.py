@@ -298,6 +298,13 @@ def calibrate_model(
         )
 
     temperature = fit_temperature(fit_logits, fit_labels)
+    all_right = bool((fit_logits.argmax(axis=1) == fit_labels).all())
+    if all_right or not 1.01 * TEMPERATURE_RANGE[0] < temperature < 0.99 * TEMPERATURE_RANGE[1]:
+        # With every fit image right, the likelihood only grows as T shrinks: T says little.
+        log(
+            f"Note: {'every fit image is right' if all_right else 'the temperature ran to the end of its range'} "
+            f"(T = {temperature:.3g}), so these images say little about confidence; fit on more validation images."
+        )
     total = temperature * (info.temperature or 1.0)
     if not 1e-3 <= total <= 1e3:
         raise ImgaiError(
