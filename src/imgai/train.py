@@ -564,7 +564,10 @@ def _calibrate_at_end(
             f"calibrate the new best model with: imgai calibrate --model {run_dir} -o FILE.keras"
         )
         return
-    calibrate_model(run_dir / BEST_MODEL, log=log)
+    try:
+        calibrate_model(run_dir / BEST_MODEL, log=log)
+    except ImgaiError as exc:  # the training itself succeeded: say why calibration did not
+        log(f"train.calibrate: not calibrated: {exc.plain}")
 
 
 def _plan(config: Config, cluster: Cluster | None, log: Callable[[str], None]) -> tuple[Plan, Callable]:
@@ -835,6 +838,8 @@ def _fit_in_scope(
     config: Config, splits: Splits, run_dir: Path, state, log, user_callbacks, plan: Plan, extra: list
 ) -> TrainResult:
     """Decode, build, (re)load, train the remaining stages. ``state`` None = from epoch 1."""
+    import numpy as np
+
     from imgai.distribute import padding_correction
     from imgai.resume import TrainState
 
@@ -876,8 +881,6 @@ def _fit_in_scope(
     correction = padding_correction(len(val_images), batch, plan.batch_multiple) if val_batches else None
     extra = [correction, *extra] if correction else extra
     lr_control = _make_learning_rate_control(config.train, len(train_batches), state, train_batches)
-    import numpy as np
-
     watch = None
     if val_batches is not None and not plan.multi_process:
         watch = make_validation_watch(
