@@ -49,3 +49,21 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path):
     atomic_write_text(tmp_path / "f.txt", "two")
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
     assert (tmp_path / "f.txt").read_text() == "two"
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_atomic_writes_get_the_umask_mode(tmp_path, umask, mode):
+    # Like history.csv (plain open): teammates and CI uploads can read what the umask allows.
+    from imgai.runs import atomic_path
+
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "config.yaml", "a: 1\n")
+        with atomic_path(tmp_path / "best.keras", suffix=".keras") as tmp:
+            tmp.write_bytes(b"x")
+        with open(tmp_path / "history.csv", "w") as fh:
+            fh.write("epoch\n")
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == {"config.yaml": mode, "best.keras": mode, "history.csv": mode}

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
+import secrets
 from pathlib import Path
 
 from imgai.errors import ImgaiError
@@ -155,6 +155,13 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def temporary_sibling(path: str | Path, suffix: str = "") -> Path:
     """A unique temporary path next to ``path`` (same file system, so rename is atomic)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{suffix}")
-    os.close(fd)
-    return Path(tmp)
+    while True:
+        tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}.tmp{suffix}"
+        try:
+            # Created as open(..., "w") would: the umask decides the mode (0644 under umask 022),
+            # where mkstemp's 0600 would survive the rename and lock teammates and CI uploads out.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
