@@ -93,9 +93,13 @@ def test_predict_and_eval_with_no_flags(trained, split_dataset):
     assert result.returncode == 0, result.stderr
     line = result.stdout.strip()
     assert line.startswith(str(image)) and line.count("%") == 3  # top-3 by default
+    # Which model answered, its run and its score: one line on stderr, stdout stays data.
+    using = "Using runs/e2e/best.keras (run e2e, best val_accuracy "
+    assert [x for x in result.stderr.splitlines() if x.startswith("Using")][0].startswith(using)
 
     result = run_imgai("eval", cwd=workdir)
     assert result.returncode == 0, result.stderr
+    assert using in result.stderr
     metrics = json.loads((workdir / "runs" / "e2e" / "metrics.json").read_text())
     assert metrics["num_images"] == 12  # the test split
     assert set(metrics["per_class"]) == {"circle", "square", "triangle"}
@@ -163,8 +167,9 @@ def test_predict_with_a_wrong_model_file(trained, tmp_path):
     fake.write_text("definitely not a model")
     result = run_imgai("predict", "x.jpg", "--model", str(fake), cwd=workdir)
     assert result.returncode == 2 and no_traceback(result)
-    assert result.stderr.strip().startswith("Error:") and "not a Keras model file" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    using, error = result.stderr.strip().splitlines()  # the model it tried, then one error line
+    assert using == f"Using {fake}"
+    assert error.startswith("Error:") and "not a Keras model file" in error
 
 
 @pytest.mark.slow
@@ -217,12 +222,27 @@ def test_corrupt_image_is_skipped_and_training_completes(tmp_path, split_dataset
     data = tmp_path / "data"
     shutil.copytree(split_dataset, data)
     (data / "train" / "circle" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF garbage")
+    # Silent data problems are said: a class of .webp photos trains, an empty class and a stray
+    # file are each one warning line.
+    from PIL import Image
+
+    for png in data.glob("*/triangle/*.png"):
+        Image.open(png).save(png.with_suffix(".webp"), lossless=True)
+        png.unlink()
+    (data / "train" / "circle" / "notes.txt").write_text("labels checked by Ann")
+    for split in ("train", "val", "test"):
+        (data / split / "hexagon").mkdir()
     result = run_imgai("train", f"data.root={data}", "train.epochs=1", "--name", "c", *TINY, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     skipped = (tmp_path / "runs" / "c" / "skipped.txt").read_text()
     assert "corrupt.jpg" in skipped
     assert "Skipped 1 unreadable file" in result.stdout
     assert (tmp_path / "runs" / "c" / "best.keras").is_file()
+    table = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if line.startswith("  ")}
+    assert table["triangle"][:2] == ["12", "4"]  # the webp class: every training and val image
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("Warning:")]
+    assert sum("hexagon have no training images" in w for w in warnings) == 1
+    assert sum("ignored for their extension (.txt 1)" in w for w in warnings) == 1
 
 
 @pytest.mark.slow

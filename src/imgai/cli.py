@@ -118,6 +118,15 @@ def _single_device_note(model_path, command: str) -> None:
         click.echo(note, err=True)  # stderr: predictions may be going to stdout
 
 
+def _resolve_model(model_path, run, runs_dir):
+    """The model a command will use, named on stderr with its run and score (stdout may be data)."""
+    from imgai.runs import describe_model, resolve_model_path
+
+    path = resolve_model_path(model_path, run, runs_dir)
+    click.echo(printable(describe_model(path)), err=True)
+    return path
+
+
 def _load_keras() -> None:
     from imgai.quiet import import_keras
 
@@ -385,11 +394,10 @@ def eval_cmd(
     from imgai.config import load_sections
     from imgai.evaluate import eval_settings, evaluate
     from imgai.gate import parse_bounds
-    from imgai.runs import resolve_model_path
 
     if runs_dir is None and configs:
         runs_dir = load_sections(configs, ("output",)).output.dir
-    path = resolve_model_path(model_path, run, runs_dir)
+    path = _resolve_model(model_path, run, runs_dir)
     _single_device_note(path, "eval")
     settings = eval_settings(  # usage mistakes exit 2 before TensorFlow loads
         path,
@@ -491,15 +499,15 @@ def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size) ->
     from pathlib import Path
 
     from imgai.artifacts import is_artifact, load_any_model
-    from imgai.predict import iter_prediction_rows, write_rows
-    from imgai.runs import atomic_path, resolve_model_path
+    from imgai.predict import ignored_note, iter_prediction_rows, write_rows
+    from imgai.runs import atomic_path
 
     inputs: list[str] = []
     for item in paths:
         inputs.extend(_read_stdin_paths() if item == "-" else [item])
     if output is not None and not Path(output).parent.resolve().is_dir():
         raise ImgaiError(f"cannot write '{output}': folder '{Path(output).parent}' does not exist")
-    path = resolve_model_path(model_path, run, runs_dir)
+    path = _resolve_model(model_path, run, runs_dir)
     _single_device_note(path, "predict")
     infer = _run_settings(path, ("infer",)).infer
     top_k = infer.top_k if top_k is None else top_k
@@ -507,13 +515,17 @@ def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size) ->
     if not is_artifact(path):  # ONNX / LiteRT files run without TensorFlow or Keras
         _load_keras()
     model, info = load_any_model(path)
-    rows = iter_prediction_rows(model, info, inputs, batch_size or infer.batch_size, infer.workers)
+    ignored: list[str] = []
+    rows = iter_prediction_rows(model, info, inputs, batch_size or infer.batch_size, infer.workers, ignored)
     if output is None:
         count, failed = write_rows(rows, list(info.class_names), top_k, fmt, sys.stdout)
     else:
         with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
             count, failed = write_rows(rows, list(info.class_names), top_k, fmt, fh)
         click.echo(f"Wrote {count} prediction(s) to {output}.", err=True)
+    note = ignored_note(ignored)
+    if note:
+        click.echo(note, err=True)
     if failed:
         click.echo(f"{failed} of {count} file(s) could not be predicted.", err=True)
         sys.exit(1)
@@ -573,11 +585,9 @@ def explain(images, model_path, run, runs_dir, class_name, output, output_dir, l
     """
     from pathlib import Path
 
-    from imgai.runs import resolve_model_path
-
     if output is not None and len(images) > 1:
         raise ImgaiError("--output names one file: with several images use --output-dir DIR")
-    path = resolve_model_path(model_path, run, runs_dir)
+    path = _resolve_model(model_path, run, runs_dir)
     settings = _run_settings(path, ("explain",)).explain
     output_dir = settings.output_dir if output_dir is None else output_dir
     layer = settings.layer if layer is None else layer
@@ -696,11 +706,10 @@ def export_cmd(
     """
     from imgai.export import Guardrail, export_model, parse_formats
     from imgai.gate import parse_bounds
-    from imgai.runs import resolve_model_path
 
     guard = Guardrail(min_agreement, parse_bounds(max_drop, "--max-drop"), min_class_recall).validate()
     names = parse_formats(formats)  # usage mistakes exit 2 before TensorFlow loads
-    path = resolve_model_path(model_path, run, runs_dir)
+    path = _resolve_model(model_path, run, runs_dir)
     _load_keras()
     report = export_model(
         path,

@@ -45,7 +45,8 @@ import numpy as np
 from imgai.errors import ImgaiError
 from imgai.text import printable
 
-IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+# The one list of file types training, data check and predict read (Pillow decodes every one).
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 # Decoded pixels per image above which a file is skipped (data.max_image_pixels): a 108 Mpx phone
 # photo decodes at 1/2 scale or less for any model input, so only crafted or scientific images hit it.
 NOT_FOLLOWED = "directory link to a folder already scanned: not followed"

@@ -96,9 +96,10 @@ def latest_run(runs_dir: str | Path | None = None) -> Path:
     runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     candidates = [p for p in runs_dir.glob(f"*/{BEST_MODEL}") if p.is_file()] if runs_dir.is_dir() else []
     if not candidates:
+        where = runs_dir if runs_dir.is_absolute() else f"{runs_dir}/' in '{Path.cwd()}"
         raise ImgaiError(
-            f"no trained model found under '{runs_dir}/': train one with 'imgai train --config FILE' "
-            "or pass `model_path`"
+            f"no trained model found under '{where}': pass `model_path` (a .keras file or run folder) or "
+            "`runs_dir` (the folder of the runs), or train one with 'imgai train --config FILE'"
         )
     return max(candidates, key=lambda p: p.stat().st_mtime).parent
 
@@ -106,8 +107,9 @@ def latest_run(runs_dir: str | Path | None = None) -> Path:
 def resolve_model_path(
     model: str | Path | None, run: str | None = None, runs_dir: str | Path | None = None
 ) -> Path:
-    """``model`` (a .keras file or run folder), else run ``run``'s best model (a folder, or a name
-    under ``runs_dir``), else the latest run's best model; ``runs_dir`` defaults to ``output.dir``."""
+    """``model`` (a .keras file or run folder), else run ``run``'s best model (a name under
+    ``runs_dir`` first, else a run folder), else the latest run's best model; ``runs_dir`` defaults
+    to ``output.dir``."""
     runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     if model is not None:
         path = Path(model)
@@ -121,7 +123,9 @@ def resolve_model_path(
             )
         return path
     if run is not None:
-        run_path = Path(run) if Path(run).is_dir() else Path(runs_dir) / run
+        # A run name means the run, even when the current folder holds a data folder of that name.
+        under_runs = Path(runs_dir) / run
+        run_path = under_runs if under_runs.is_dir() or not Path(run).is_dir() else Path(run)
         path = run_path / BEST_MODEL
         if not path.is_file():
             raise ImgaiError(
@@ -129,6 +133,37 @@ def resolve_model_path(
             )
         return path
     return latest_run(runs_dir) / BEST_MODEL
+
+
+def describe_model(path: str | Path) -> str:
+    """ "Using runs/run3/best.keras (run run3, best val_accuracy 0.9100 at epoch 14)": which model a
+    command answers with, so two experiments are never confused. Reads only the checkpoint's
+    small members and the run's config.yaml (no framework import)."""
+    from imgai.resume import read_state
+
+    path = Path(path)
+    line = f"Using {path}"
+    run_dir = path.parent
+    state = read_state(path) if path.is_file() and path.suffix == ".keras" else None
+    if not (run_dir / CONFIG_FILE).is_file() or state is None:
+        return line
+    monitor = _monitor_of(run_dir)
+    about = [f"run {run_dir.name}"]
+    if state.best_value is not None:
+        best = f"best {monitor} {state.best_value:.4f} at epoch {state.best_epoch}"
+        about.append(best if path.name == BEST_MODEL else f"epoch {state.epoch}; {best}")
+    return f"{line} ({', '.join(about)})"
+
+
+def _monitor_of(run_dir: Path) -> str:
+    from imgai.config import TrainConfig, read_yaml
+
+    try:
+        train = read_yaml(run_dir / CONFIG_FILE).get("train") or {}
+        monitor = train.get("monitor") if isinstance(train, dict) else None
+    except ImgaiError:
+        monitor = None
+    return monitor if isinstance(monitor, str) else TrainConfig().monitor
 
 
 @contextlib.contextmanager
