@@ -248,3 +248,17 @@ def test_text_settings_stay_text_in_overrides():
     assert cfg.model.weights is None  # null still means empty where empty is allowed
     assert load_config([], ["data.root="]).data.root is None
     assert load_config([], ["train.epochs=7"]).train.epochs == 7  # numbers stay numbers
+
+
+def test_mistakes_name_the_fix():
+    with pytest.raises(ImgaiError, match="did you mean train.epochs"):
+        load_config([], ["epochs=3"])  # the key without its section
+    with pytest.raises(ImgaiError) as info:
+        load_config([], ["configs/cnn.yaml"])  # a config file given without --config
+    assert info.value.worded({"config": "--config"}).endswith("pass it as --config configs/cnn.yaml")
+
+
+def test_config_show_lines_are_wrapped_and_list_allowed_values():
+    text = describe_schema()
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert "optimizer: adam  # Optimizer. One of: adam, adamw, sgd, rmsprop." in text

@@ -297,7 +297,18 @@ def test_a_resumed_run_gets_the_same_epoch_order(flat_dataset):
 
 
 def test_iter_image_files_filters_extensions(tmp_path):
-    for name in ("a.JPG", "b.jpeg", "c.png", "d.gif", "e.bmp", "f.txt", "g.tiff", "h.WebP", "i.tif", "j.heic"):
+    for name in (
+        "a.JPG",
+        "b.jpeg",
+        "c.png",
+        "d.gif",
+        "e.bmp",
+        "f.txt",
+        "g.tiff",
+        "h.WebP",
+        "i.tif",
+        "j.heic",
+    ):
         (tmp_path / name).write_bytes(b"")
     ignored: list[str] = []
     found = [Path(p).name for p in iter_image_files(tmp_path, ignored=ignored)]
@@ -403,3 +414,28 @@ def test_plain_keras_on_full_size_photos_agrees_with_imgai_predict(tmp_path):
     )
     assert np.mean(plain.argmax(1) == imgai.argmax(1)) >= 0.995
     assert np.abs(plain - imgai).max() < 0.01  # the loader's uint8 rounding of the resized pixels
+
+
+def test_progress_shows_rate_and_time_left_on_a_terminal_only(monkeypatch):
+    import io
+    import sys
+
+    from imgai.data import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # a pipe or a log file: nothing written
+    quiet = Progress("decoding", 1000)
+    quiet.update(500)
+    quiet.close()
+    assert not quiet.enabled and sys.stderr.getvalue() == ""
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    bar = Progress("decoding", 1000)
+    for done in (250, 500, 1000):
+        bar.update(done)
+    bar.close()
+    shown = screen.getvalue()
+    assert "decoding" in shown and "images/s" in shown and "left" in shown and "/1000" in shown

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
+import re
 import sys
 
 import click
@@ -75,7 +77,14 @@ def _handle_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            sys.stdout.flush()  # a closed pipe shows here, not in Python's exit-time flush
+            return result
+        except BrokenPipeError:
+            # `imgai predict DIR | head -2`: the reader has what it wanted. End quietly, with the
+            # status of a tool stopped by SIGPIPE, and keep Python's final flush from complaining.
+            _silence_stdout()
+            sys.exit(141)
         except ImgaiError as exc:
             click.echo(f"Error: {printable(exc.worded(FLAGS))}", err=True)
             sys.exit(exc.exit_code)
@@ -99,15 +108,37 @@ def _handle_errors(fn):
             from imgai.errors import Terminated
 
             terminated = isinstance(exc, Terminated)
-            click.echo("Stopped (SIGTERM)." if terminated else "Interrupted.", err=True)
+            if not getattr(exc, "imgai_reported", False):  # training has already said what to do next
+                click.echo("Stopped (SIGTERM)." if terminated else "Interrupted.", err=True)
             sys.exit(143 if terminated else 130)
 
     return wrapper
 
 
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a file (a test runner's buffer)
+        pass
+
+
+_VERDICT = re.compile(r"^(\s*)(PASSED|FAILED)\b", re.MULTILINE)
+
+
+def _paint(text: str) -> str:
+    """PASSED green and FAILED red on a terminal; plain in pipes, logs and with NO_COLOR set."""
+    if not sys.stdout.isatty() or os.environ.get("NO_COLOR"):
+        return text
+    colours = {"PASSED": "green", "FAILED": "red"}
+    return _VERDICT.sub(
+        lambda m: m.group(1) + click.style(m.group(2), fg=colours[m.group(2)], bold=True), text
+    )
+
+
 def _echo(text: str) -> None:
     # Names from the user's disk reach the terminal here: control characters are escaped.
-    click.echo(printable_lines(text))
+    click.echo(_paint(printable_lines(text)))
 
 
 def _single_device_note(model_path, command: str) -> None:
@@ -161,6 +192,10 @@ def cli(verbose: bool) -> None:
       imgai eval                      # scores the latest run's best model
       imgai predict photo.jpg         # class names with probabilities
       imgai explain photo.jpg         # heat map of what drove the prediction
+
+    \b
+    Shell completion (bash; zsh_source or fish_source for zsh or fish):
+      eval "$(_IMGAI_COMPLETE=bash_source imgai)"    # add this line to ~/.bashrc
     """
     from imgai.quiet import silence_frameworks
 
@@ -170,7 +205,7 @@ def cli(verbose: bool) -> None:
 # ----------------------------------------------------------------------------------- train
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=CONTEXT, short_help="Train a model into runs/<name>/, or --resume one.")
 @click.option(
     "-c",
     "--config",
@@ -274,7 +309,9 @@ def train(
 # ------------------------------------------------------------------------------------ eval
 
 
-@cli.command("eval", context_settings=CONTEXT)
+@cli.command(
+    "eval", context_settings=CONTEXT, short_help="Score a model, write its report, optionally gate on it."
+)
 @click.option(
     "--model",
     "model_path",
@@ -442,7 +479,7 @@ def _read_stdin_paths() -> list[str]:
     return [line.strip() for line in sys.stdin if line.strip()]
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=CONTEXT, short_help="Class names and probabilities for images and folders.")
 @click.argument("paths", nargs=-1, required=True, metavar="IMAGE_FOLDER_OR_GLOB...")
 @click.option(
     "--model",
@@ -534,7 +571,9 @@ def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size) ->
 # --------------------------------------------------------------------------------- explain
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(
+    context_settings=CONTEXT, short_help="Grad-CAM heat map: what part of an image drove the answer."
+)
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
 @click.option(
     "--model",
@@ -615,7 +654,9 @@ def explain(images, model_path, run, runs_dir, class_name, output, output_dir, l
 # ---------------------------------------------------------------------------------- export
 
 
-@cli.command("export", context_settings=CONTEXT)
+@cli.command(
+    "export", context_settings=CONTEXT, short_help="Export a model for deployment, each file re-scored."
+)
 @click.option(
     "--model",
     "model_path",
@@ -735,14 +776,25 @@ def config() -> None:
     """Show or check configuration files."""
 
 
-@config.command("show", context_settings=CONTEXT)
+@config.command(
+    "show",
+    context_settings=CONTEXT,
+    short_help="Every setting with its default and help, or a resolved config.",
+)
 @click.option(
     "-c", "--config", "configs", multiple=True, metavar="FILE", help="YAML config file(s) to resolve."
 )
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @_handle_errors
 def config_show(configs, overrides) -> None:
-    """Print every setting with its default and help, or the resolved config of FILE(s) + overrides."""
+    """Print every setting with its default and help, or the resolved config of FILE(s) + overrides.
+
+    \b
+    Examples:
+      imgai config show                                  # every key, its default and meaning
+      imgai config show -c configs/cnn.yaml train.epochs=30   # what a training would use
+      imgai config show -c configs/flowers.yaml -c configs/flowers_4gpu.yaml   # merged, later wins
+    """
     from imgai.config import describe_schema, dump_config, load_config
 
     if not configs and not overrides:
@@ -751,29 +803,57 @@ def config_show(configs, overrides) -> None:
     click.echo(dump_config(load_config(configs, overrides)), nl=False)
 
 
-@config.command("check", context_settings=CONTEXT)
-@click.argument("files", nargs=-1, required=True, metavar="FILE...")
-@click.option(
-    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override to apply before checking."
-)
+@config.command("check", context_settings=CONTEXT, short_help="Validate config files, each on its own.")
+@click.argument("args", nargs=-1, required=True, metavar="FILE... [KEY=VALUE]...")
+@click.option("--set", "set_overrides", multiple=True, metavar="KEY=VALUE", hidden=True)  # the old spelling
 @_handle_errors
-def config_check(files, overrides) -> None:
-    """Validate config FILE(s): exit 0 if valid, else one line naming the problem and exit 2."""
-    from imgai.config import load_config
+def config_check(args, set_overrides) -> None:
+    """Validate each config FILE on its own (with the KEY=VALUE overrides applied to each).
 
-    load_config(files, overrides)
-    click.echo(f"OK: {', '.join(files)} is a valid imgai config.")
+    \b
+    Prints one line per file: OK, or what is wrong and how to fix it. A data folder that does not
+    exist here is a warning, not an error (it may be given at training time, or on another
+    machine). Exit 0 if every file is valid, 2 if any is not.
+    \b
+    Examples:
+      imgai config check configs/cnn.yaml
+      imgai config check configs/*.yaml data.root=~/flower_photos
+      imgai config show -c a.yaml -c b.yaml      # files meant to be merged: show the merge
+    """
+    from imgai.config import check_config_file
+
+    files = [a for a in args if "=" not in a]
+    overrides = [a for a in args if "=" in a] + list(set_overrides)
+    if not files:
+        raise ImgaiError(
+            "config check needs at least one config FILE (e.g. imgai config check configs/cnn.yaml)"
+        )
+    invalid = 0
+    for path in files:
+        try:
+            warnings = check_config_file(path, overrides)
+        except ImgaiError as exc:
+            invalid += 1
+            click.echo(
+                f"Error: {printable(path)}: {printable(exc.worded({**FLAGS, 'config': 'FILE'}))}", err=True
+            )
+            continue
+        click.echo(f"OK: {printable(path)} is a valid imgai config.")
+        for warning in warnings:
+            click.echo(f"  Warning: {printable(warning)}")
+    if invalid:
+        sys.exit(2)
 
 
 # ------------------------------------------------------------------------------------ data
 
 
-@cli.group(context_settings=CONTEXT)
+@cli.group(context_settings=CONTEXT, short_help="Sample data, augmentation preview, data check, cache.")
 def data() -> None:
-    """Data helpers."""
+    """Sample data, augmentation preview, data check, the decoded-image cache."""
 
 
-@data.command("sample", context_settings=CONTEXT)
+@data.command("sample", context_settings=CONTEXT, short_help="Generate the sample shapes data set (offline).")
 @click.argument("out_dir", default="data/shapes", metavar="[OUT_DIR]")
 @click.option(
     "--size", default=64, show_default=True, type=click.IntRange(min=32), help="Image side in pixels."
@@ -789,7 +869,13 @@ def data() -> None:
 )
 @_handle_errors
 def data_sample(out_dir: str, size: int, per_class: int | None, seed: int) -> None:
-    """Generate the sample shapes data set (offline, deterministic) into OUT_DIR."""
+    """Generate the sample shapes data set (offline, deterministic) into OUT_DIR.
+
+    \b
+    Examples:
+      imgai data sample                          # data/shapes, as shipped: 64 px, 1,200 images
+      imgai data sample shapes32 --size 32 --per-class 50 --seed 1
+    """
     from pathlib import Path
 
     from imgai.sample_data import DEFAULT_SPLITS, make_shapes_dataset
@@ -808,7 +894,11 @@ def data_sample(out_dir: str, size: int, per_class: int | None, seed: int) -> No
     click.echo(f"Wrote {sum(written.values())} images to {out_dir} ({counts}).")
 
 
-@data.command("preview", context_settings=CONTEXT)
+@data.command(
+    "preview",
+    context_settings=CONTEXT,
+    short_help="PNG grid of augmented training images: what the model sees.",
+)
 @click.option(
     "-c",
     "--config",
@@ -852,7 +942,7 @@ def data_preview(configs: tuple[str, ...], output: str, count: int, overrides: t
     preview(config, output, count=count, log=_echo)
 
 
-@data.command("check", context_settings=CONTEXT)
+@data.command("check", context_settings=CONTEXT, short_help="Find what would silently spoil training.")
 @click.argument("args", nargs=-1, metavar="[DIR] [KEY=VALUE]...")
 @click.option(
     "-c",
@@ -926,7 +1016,7 @@ def data_check(args, configs, output_dir, fail_on, label_issues, folds, epochs) 
     click.echo(format_summary(report))
     if kinds:
         passed, text = gate(report, kinds)
-        click.echo(text)
+        click.echo(_paint(text))
         if not passed:
             sys.exit(1)
 
@@ -944,7 +1034,9 @@ def _cache_dir(cache_dir: str | None):
     return Path(cache_dir or DataConfig().cache_dir).expanduser()
 
 
-@data_cache.command("list", context_settings=CONTEXT)
+@data_cache.command(
+    "list", context_settings=CONTEXT, short_help="Each cached data set, its size and last use."
+)
 @click.option(
     "--cache-dir", default=None, metavar="DIR", help="Cache folder (default: data.cache_dir's default)."
 )
@@ -961,7 +1053,7 @@ def data_cache_list(cache_dir: str | None) -> None:
     click.echo(f"{len(entries)} cache(s), {_size(total)} in {folder}")
 
 
-@data_cache.command("clear", context_settings=CONTEXT)
+@data_cache.command("clear", context_settings=CONTEXT, short_help="Remove caches by KEY, or all of them.")
 @click.argument("keys", nargs=-1, metavar="[KEY]...")
 @click.option(
     "--cache-dir", default=None, metavar="DIR", help="Cache folder (default: data.cache_dir's default)."

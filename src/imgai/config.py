@@ -749,6 +749,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     settings: ``output.name=007`` and ``data.root=yes`` stay the strings they look like."""
     key, sep, raw = text.partition("=")
     key = key.strip()
+    if not sep and text.lower().endswith((".yaml", ".yml")):
+        shown = short_repr(text)
+        raise ImgaiError(
+            f"{shown} is a config file, not a key.sub=value override: pass it as `config` {shown[1:-1]}"
+        )
     if not sep or not key or any(not part for part in key.split(".")) or len(key) > 200:
         raise ImgaiError(
             f"override {short_repr(text)} is not of the form key.sub=value (for example train.epochs=5)"
@@ -810,6 +815,8 @@ def _check_unknown_keys(data: dict[str, Any], model: type[BaseModel], prefix: st
             # Compare bare names first (the shared prefix would make every sibling look close),
             # then dotted paths anywhere, for a key put in the wrong section.
             close = [f"{prefix}{m}" for m in difflib.get_close_matches(str(key), siblings, n=1, cutoff=0.6)]
+            # A key without its section (epochs=3): the setting of that name in whichever section has it.
+            close = close or sorted(path for path in known if path.endswith(f".{key}"))[:1]
             close = close or difflib.get_close_matches(str(dotted), list(known), n=1, cutoff=0.75)
             valid = ", ".join(f"{prefix}{name}" for name in siblings)
             hint = f"; did you mean {close[0]}?" if close else f"; valid keys here: {valid}"
@@ -875,6 +882,25 @@ def load_config(files: list[str | Path] | tuple = (), overrides: list[str] | tup
     return build_config(merged)
 
 
+def check_config_file(path: str | Path, overrides: list[str] | tuple = ()) -> list[str]:
+    """Validate one config file (with ``overrides``); raises on an error, returns warnings: the
+    folders and files it names that do not exist here (training would stop on them)."""
+    config = load_config([path], overrides)
+    warnings = []
+    data = config.data
+    if not data.root and not data.train_dir:
+        warnings.append("data.root is not set: training needs it (add data.root=DIR when training)")
+    for key in ("root", "train_dir", "val_dir", "test_dir"):
+        folder = getattr(data, key)
+        if folder and not Path(folder).is_dir():
+            warnings.append(f"data.{key} '{folder}' is not a folder here: training would stop on it")
+    if config.eval.baseline and not Path(config.eval.baseline).is_file():
+        warnings.append(
+            f"eval.baseline '{config.eval.baseline}' does not exist here: the gate would stop on it"
+        )
+    return warnings
+
+
 def load_sections(
     files: list[str | Path] | tuple = (), sections: tuple[str, ...] = ("eval", "infer", "output"), **updates
 ) -> Config:
@@ -902,6 +928,39 @@ def dump_config(config: Config) -> str:
     return yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None)
 
 
+HELP_WIDTH = 100  # 'imgai config show' lines: readable in a terminal, no 250-character lines
+
+
+def _help_with_choices(field) -> str:
+    """The field's help, ending in its allowed values when they are a fixed list not yet named."""
+    text = field.description or ""
+    annotation = field.annotation
+    choices = [
+        value
+        for arg in (annotation, *typing.get_args(annotation))
+        if typing.get_origin(arg) is Literal
+        for value in typing.get_args(arg)
+    ]
+    if choices and not all(str(c) in text for c in choices):
+        text = f"{text.rstrip('.')}. One of: {', '.join(map(str, choices))}."
+    return text
+
+
+def _commented(line: str, help_text: str, indent: str) -> list[str]:
+    """``line  # help`` wrapped to HELP_WIDTH, the rest as comment lines under it (still YAML)."""
+    import textwrap
+
+    if not help_text:
+        return [line]
+    first, *rest = textwrap.wrap(
+        help_text, HELP_WIDTH, initial_indent=f"{line}  # ", subsequent_indent=f"{indent}  # "
+    ) or [line]
+    if len(first) <= len(line) + 4:  # the key and value alone fill the line: help below it
+        return [line, *textwrap.wrap(help_text, HELP_WIDTH, initial_indent=f"{indent}  # ",
+                                     subsequent_indent=f"{indent}  # ")]  # fmt: skip
+    return [first, *rest]
+
+
 def describe_schema() -> str:
     """Defaults with their help text, as commented YAML (used by ``imgai config show``)."""
     lines: list[str] = []
@@ -921,8 +980,7 @@ def describe_schema() -> str:
             if rendered.endswith("\n..."):
                 rendered = rendered[: -len("\n...")]
             rendered = rendered.removesuffix("...").strip()
-            help_text = f"  # {field.description}" if field.description else ""
-            lines.append(f"{indent}{name}: {rendered}{help_text}")
+            lines.extend(_commented(f"{indent}{name}: {rendered}", _help_with_choices(field), indent))
 
     emit(Config, defaults(), "")
     return "\n".join(lines) + "\n"

@@ -145,7 +145,12 @@ def iter_predictions(
 
 
 def iter_prediction_rows(
-    model, info: ModelInfo, inputs: list[str], batch_size: int, workers: int = 0, ignored: list[str] | None = None
+    model,
+    info: ModelInfo,
+    inputs: list[str],
+    batch_size: int,
+    workers: int = 0,
+    ignored: list[str] | None = None,
 ) -> Iterator[PredictionRow]:
     """One row per input file, in input order, streamed chunk by chunk; missing inputs come last.
     Non-image files found in folders and patterns go to ``ignored`` (see :func:`collect_paths`)."""
@@ -178,13 +183,15 @@ FORMATS = PREDICTION_FORMATS
 
 
 def ignored_note(ignored: list[str]) -> str | None:
-    """"Skipped 2 file(s) that are not images (.txt 2): notes.txt, ...": one line for stderr."""
+    """ "Skipped 2 file(s) that are not images (.txt 2): notes.txt, ...": one line for stderr."""
     if not ignored:
         return None
     from collections import Counter
 
     by_ext = Counter(os.path.splitext(p)[1].lower() or "(none)" for p in ignored)
-    names = ", ".join(printable(os.path.basename(p)) for p in ignored[:3]) + (", ..." if len(ignored) > 3 else "")
+    names = ", ".join(printable(os.path.basename(p)) for p in ignored[:3]) + (
+        ", ..." if len(ignored) > 3 else ""
+    )
     kinds = ", ".join(f"{e} {n}" for e, n in by_ext.most_common())
     return f"Skipped {len(ignored)} file(s) that are not images ({kinds}): {names}"
 
