@@ -92,8 +92,7 @@ def test_no_runs_here_says_where_it_looked_and_how_to_fix(tmp_path, monkeypatch)
 
 
 def test_describe_model_names_the_run_and_its_score(tmp_path):
-    from imgai.resume import RESUME_MEMBER, TrainState
-    from imgai.runs import describe_model
+    from imgai.resume import RESUME_MEMBER, TrainState, describe_model
 
     run = tmp_path / "run3"
     run.mkdir()

@@ -151,7 +151,8 @@ def _single_device_note(model_path, command: str) -> None:
 
 def _resolve_model(model_path, run, runs_dir):
     """The model a command will use, named on stderr with its run and score (stdout may be data)."""
-    from imgai.runs import describe_model, resolve_model_path
+    from imgai.resume import describe_model
+    from imgai.runs import resolve_model_path
 
     path = resolve_model_path(model_path, run, runs_dir)
     click.echo(printable(describe_model(path)), err=True)

@@ -783,6 +783,8 @@ class Progress:
                 TextColumn("left"),
                 console=Console(file=sys.stderr),
                 transient=True,  # the finished bar leaves no line behind
+                redirect_stdout=False,  # stdout stays where the user sent it (rows, logs)
+                redirect_stderr=False,
             )
             self._task = self._bar.add_task(label, total=total, rate="")
             self._bar.start()
