@@ -150,13 +150,17 @@ def _single_device_note(model_path, command: str) -> None:
 
 
 def _resolve_model(model_path, run, runs_dir):
-    """The model a command will use, named on stderr with its run and score (stdout may be data)."""
-    from imgai.resume import describe_model
     from imgai.runs import resolve_model_path
 
-    path = resolve_model_path(model_path, run, runs_dir)
+    return resolve_model_path(model_path, run, runs_dir)
+
+
+def _announce_model(path) -> None:
+    """The model a command uses, named on stderr with its run and score (stdout may be data).
+    Said once the usage checks have passed, so a mistake stays a single error line."""
+    from imgai.resume import describe_model
+
     click.echo(printable(describe_model(path)), err=True)
-    return path
 
 
 def _load_keras() -> None:
@@ -448,6 +452,7 @@ def eval_cmd(
         baseline=baseline,
         max_drop=parse_bounds(max_drop, "eval.max_drop"),
     )
+    _announce_model(path)
     if not is_artifact(path):
         _load_keras()
     metrics = evaluate(
@@ -553,6 +558,7 @@ def predict(paths, model_path, run, runs_dir, top_k, fmt, output, batch_size) ->
     if not is_artifact(path):  # ONNX / LiteRT files run without TensorFlow or Keras
         _load_keras()
     model, info = load_any_model(path)
+    _announce_model(path)
     ignored: list[str] = []
     rows = iter_prediction_rows(model, info, inputs, batch_size or infer.batch_size, infer.workers, ignored)
     if output is None:
@@ -640,6 +646,7 @@ def explain(images, model_path, run, runs_dir, class_name, output, output_dir, l
     from imgai.modelfile import load_model
 
     model, info = load_model(path)
+    _announce_model(path)
     for image, target in zip(images, targets):
         result = explain_file(model, info, image, target, class_name=class_name, layer=layer)
         about = (
@@ -752,6 +759,7 @@ def export_cmd(
     guard = Guardrail(min_agreement, parse_bounds(max_drop, "--max-drop"), min_class_recall).validate()
     names = parse_formats(formats)  # usage mistakes exit 2 before TensorFlow loads
     path = _resolve_model(model_path, run, runs_dir)
+    _announce_model(path)
     _load_keras()
     report = export_model(
         path,
