@@ -569,7 +569,10 @@ def explain(images, model_path, run, runs_dir, class_name, output, output_dir, l
       imgai explain photo.jpg                       # writes photo_gradcam.png
       imgai explain photo.jpg --class tulips -o why-tulips.png
       imgai explain a.jpg b.jpg --output-dir explanations/
-    Red regions raised the score of the class most; blue ones did not. TensorFlow backend.
+    The PNG shows the photo, the heat over it and the heat alone with its colour scale: red
+    regions raised the class's score most; where the photo is left uncoloured they mattered
+    little. On a model whose last feature map is coarse (a few cells a side, e.g. 32-px images)
+    a finer earlier layer is read and the output says so; --layer picks one. TensorFlow and JAX.
     """
     from pathlib import Path
 
@@ -600,6 +603,8 @@ def explain(images, model_path, run, runs_dir, class_name, output, output_dir, l
         click.echo(
             f"{printable(image)}: predicted {result['predicted']} ({result['probability']:.1%}){about} -> {target}"
         )
+        if result["note"]:
+            _echo(f"Note: {result['note']}")
 
 
 # ---------------------------------------------------------------------------------- export
