@@ -832,12 +832,15 @@ def data_sample(out_dir: str, size: int, per_class: int | None, seed: int) -> No
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @_handle_errors
 def data_preview(configs: tuple[str, ...], output: str, count: int, overrides: tuple[str, ...]) -> None:
-    """Write a PNG grid of augmented training images with their labels: what the model sees.
+    """Write a PNG of training images, each beside its augmented version: what the model sees.
 
     \b
     Uses the config's data and augment sections, e.g.
       imgai data preview -c configs/flowers_scratch.yaml augment.rotation=0.1 -o grid.png
-    Labels mixed by MixUp / CutMix show both classes with their shares.
+    Images are a seeded random pick from the training split at data.image_size, augmented as one
+    batch with the training settings. An image blended by MixUp / CutMix is captioned with the
+    label it trains with (both classes and their shares). With no augmentation configured the
+    images are shown alone.
     """
     from imgai.config import load_config
 
