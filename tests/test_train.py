@@ -62,6 +62,12 @@ def test_deterministic_config_gives_identical_history_twice(split_dataset, tmp_p
     assert_same_weights(weights_of(first.run_dir / "last.keras"), weights_of(second.run_dir / "last.keras"))
     assert any("Deterministic mode" in line for line in log)
     assert any("cosine schedule" in line for line in log)
+    # Training ends with its curves in the run folder and the commands to run next.
+    assert (first.run_dir / "training_curves.png").stat().st_size > 10_000
+    assert f"Training curves: {first.run_dir / 'training_curves.png'}" in log
+    runs = f"--runs-dir {tmp_path / 'runs'}"
+    assert any(line.startswith(f"  imgai eval --run two {runs}") for line in log[-3:])
+    assert any(line.startswith(f"  imgai predict IMAGE_OR_FOLDER... --run two {runs}") for line in log[-3:])
 
 
 def test_user_callbacks_see_every_epoch_of_train_and_resume(split_dataset, tmp_path):
@@ -87,8 +93,11 @@ def test_user_callbacks_see_every_epoch_of_train_and_resume(split_dataset, tmp_p
     assert all({"loss", "val_loss", "learning_rate"} <= set(keys) for _, keys in first.ended)
     assert len(history(result.run_dir)) == 2
     later = Recorder()
-    resume(result.run_dir, ["train.epochs=3"], log=lambda _: None, callbacks=[later])
+    (result.run_dir / "training_curves.png").unlink()
+    lines = []
+    resume(result.run_dir, ["train.epochs=3"], log=lines.append, callbacks=[later])
     assert later.begun == [2] and [epoch for epoch, _ in later.ended] == [2]
+    assert (result.run_dir / "training_curves.png").is_file() and "Next:" in lines  # redrawn after a resume
 
 
 def test_early_stopping_restores_best_weights_and_is_not_resumed(split_dataset, tmp_path):

@@ -9,7 +9,8 @@ It works on any model in the registry without knowing its layers by name:
 * :func:`find_target_layer` walks the functional graph in order, recursing into nested
   sub-models (e.g. a pretrained backbone used as one layer), and picks the last layer whose
   output is a 4-D (batch, height, width, channels) feature map, skipping a trailing pooling or
-  dropout layer so the map keeps its resolution;
+  dropout layer so the map keeps its resolution; :func:`choose_layer` passes over a coarse last
+  map (a few cells a side, e.g. a 32-px model's) for a finer earlier one, and says so;
 * :func:`grad_cam` re-runs the model's graph with that layer intercepted, so its activation can be
   recorded, and scores the class on the logits (the softmax is bypassed, so a confident
   prediction does not give vanishing gradients).
@@ -260,7 +261,8 @@ class Explanation:
 def grad_cam(model, images: np.ndarray, class_indices=None, layer: str | None = None) -> Explanation:
     """Grad-CAM for a batch of images (N, H, W, C) with pixel values 0..255, at the model's image
     size (as :func:`imgai.data.decode_image` gives them). ``class_indices``: one per image, or
-    None for each image's predicted class."""
+    None for each image's predicted class. ``layer``: the name of the layer to read, or None for
+    :func:`choose_layer`'s pick (``result.note`` then says when the last map was too coarse)."""
     from imgai.backend import activation_gradients
 
     images = np.asarray(images, dtype=np.float32)

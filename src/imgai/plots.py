@@ -235,7 +235,7 @@ def training_curves_figure(
         ax.grid(alpha=0.3)
         if panel != "learning rate":  # one line there: its title says what it is
             ax.legend(fontsize=8)
-    fig.suptitle(f"Training curves of run {run_name}" if run_name else "Training curves", fontsize=11)
+    fig.suptitle(f"Training curves of run '{run_name}'" if run_name else "Training curves", fontsize=11)
     return fig
 
 
