@@ -591,6 +591,7 @@ def explain(images, model_path, run, runs_dir, class_name, output, output_dir, l
     _load_keras()
     from imgai.explain import explain_file
     from imgai.modelfile import load_model
+    from imgai.plots import percent
 
     model, info = load_model(path)
     for image, target in zip(images, targets):
@@ -598,11 +599,10 @@ def explain(images, model_path, run, runs_dir, class_name, output, output_dir, l
         about = (
             ""
             if result["explained"] == result["predicted"]
-            else f"; explained '{result['explained']}' ({result['explained_probability']:.1%})"
+            else f"; explained '{result['explained']}' ({percent(result['explained_probability'], 1)})"
         )
-        click.echo(
-            f"{printable(image)}: predicted {result['predicted']} ({result['probability']:.1%}){about} -> {target}"
-        )
+        predicted = f"{result['predicted']} ({percent(result['probability'], 1)})"
+        click.echo(f"{printable(image)}: predicted {predicted}{about} -> {target}")
         if result["note"]:
             _echo(f"Note: {result['note']}")
 
