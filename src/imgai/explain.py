@@ -492,7 +492,7 @@ def explain_file(
 
     # A 1x10000 strip would otherwise ask matplotlib for a figure thousands of inches tall.
     aspect = min(max(shown.shape[0] / shown.shape[1], 0.25), 4.0)
-    fig, axes = plots.new_figure(1, 3, figsize=(15, 5 * aspect + 1.3), layout="constrained")
+    fig, axes = plots.new_figure(1, 3, figsize=(15, 4.6 * aspect + 1.5), layout="constrained")
     axes[0].imshow(shown)
     axes[0].set_title(printable(Path(image_path).name))
     axes[1].imshow(overlay(shown, heat))
@@ -501,13 +501,16 @@ def explain_file(
         axes[1].contour(heat, levels=[0.5, 0.8], colors="white", linewidths=[0.8, 1.6], alpha=0.9)
     explained_name = printable(class_names[explained])
     axes[1].set_title(
-        f"Grad-CAM for '{explained_name}' ({plots.percent(probabilities[explained])}) on the photo"
+        f"Grad-CAM for '{explained_name}' ({plots.percent(probabilities[explained])})\n"
+        f"coloured above {HEAT_FLOOR:.0%} of the peak, lines at 50% and 80%",
+        fontsize=11,
     )
     heat_image = axes[2].imshow(heat, cmap=HEAT_COLORMAP, vmin=0, vmax=1)
     cells = result.heatmaps.shape[1:3]
     axes[2].set_title(f"heat alone (layer {printable(result.layer)}, {cells[0]}x{cells[1]} cells)")
-    bar = fig.colorbar(heat_image, ax=axes[2], fraction=0.046, pad=0.03)
-    bar.set_label("heat: share of the peak (lines on the photo at 50% and 80%)")
+    # Inset, so the scale is as tall as the picture beside it, whatever the photo's shape.
+    bar = fig.colorbar(heat_image, cax=axes[2].inset_axes([1.03, 0.0, 0.045, 1.0]))
+    bar.set_label("share of the peak heat")
     for ax in axes:
         ax.axis("off")
     title = f"predicted: {printable(class_names[predicted])} {plots.percent(probabilities[predicted])}"

@@ -99,11 +99,19 @@ def confusion_matrix_figure(
         (reds, mistake_norm, "mistakes: share of the true class"),
         (blues, correct_norm, "correct: share of the true class (recall)"),
     ):
-        bar = fig.colorbar(ScalarMappable(norm, cmap), ax=ax, fraction=0.035, pad=0.02)
+        bar = fig.colorbar(
+            ScalarMappable(norm, cmap), ax=ax, fraction=0.035, pad=0.02, shrink=min(1.0, 8 / side)
+        )
         bar.set_label(label, fontsize=9)
         bar.ax.yaxis.set_major_formatter(_percent_formatter())
     ax.set_xticks(range(n), class_names, rotation=45, ha="right")
-    ax.set_yticks(range(n), class_names)
+    if n <= 30:
+        ax.set_yticks(range(n), class_names)
+    else:  # no room for the columns of totals and recall: they go with the class names
+        recalls = ["n/a" if empty[i] else percent(shares[i, i], 1) for i in range(n)]
+        ax.set_yticks(
+            range(n), [f"{c} ({int(t)}, recall {r})" for c, t, r in zip(class_names, totals, recalls)]
+        )
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_xticks(np.arange(-0.5, n, 1), minor=True)
@@ -122,6 +130,8 @@ def confusion_matrix_figure(
             for j in range(n):
                 if empty[i]:
                     text = "n/a" if normalize else "0"
+                elif counts[i, j] == 0 and i != j and n > 8:
+                    text = ""  # many classes: empty cells stay blank, so the mistakes stand out
                 elif normalize:
                     text = percent(shares[i, j]) if counts[i, j] else "0"
                     text += f"\n({int(counts[i, j])})" if counts[i, j] and n <= 12 else ""
