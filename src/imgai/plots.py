@@ -263,7 +263,7 @@ def plot_training_curves(
 
 
 def plot_gallery(images: list[np.ndarray], captions: list[str], path: str | Path, title: str) -> Path:
-    """A grid of images with a caption under each."""
+    """A grid of images (any sizes: each is fitted into its cell) with a caption above each."""
     n = len(images)
     cols = min(4, max(1, n))
     rows = math.ceil(n / cols)
@@ -272,7 +272,7 @@ def plot_gallery(images: list[np.ndarray], captions: list[str], path: str | Path
         ax.axis("off")
     for ax, image, caption in zip(axes.flat, images, captions):
         ax.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=255)
-        ax.set_title(caption, fontsize=9)
+        ax.set_title(caption, fontsize=10)
     fig.suptitle(title)
     return save_figure(fig, path)
 

@@ -6,10 +6,12 @@
     per_class.csv             precision, recall, F1 and support per class
     confusion_matrix.csv      counts; rows are true classes, columns predicted classes
     predictions.csv           every image: true class, predicted class, probability of each class
-    confusion_matrix.png      counts
-    confusion_matrix_normalized.png   each row divided by its total (the diagonal is recall)
-    training_curves.png       loss and accuracy per epoch from the run's history.csv (if there is one)
-    misclassified.png         the most confidently wrong images, with true and predicted class
+    confusion_matrix.png      counts, coloured by share of the true class so small mistakes show
+    confusion_matrix_normalized.png   each row's shares (the diagonal is recall)
+    training_curves.png       loss, accuracy and learning rate per epoch from the run's history.csv
+                              (if there is one; training draws it too)
+    misclassified.png         the most confidently wrong images (eval.gallery_size of them), from
+                              their files, with the true class's and the predicted class's probability
     summary.md                a short report a CI job can append to its job summary
 
 Every file is written to a temporary name and renamed, so a crash never leaves half a report.
