@@ -497,7 +497,7 @@ def explain_file(
     axes[0].set_title(printable(Path(image_path).name))
     axes[1].imshow(overlay(shown, heat))
     # Outlines at half and 80 % of the peak stay visible where the colour matches the photo's own.
-    if heat.max() - heat.min() > 0.05:
+    if min(heat.shape) >= 2 and heat.max() - heat.min() > 0.05:  # (a 1-pixel strip has no outline)
         axes[1].contour(heat, levels=[0.5, 0.8], colors="white", linewidths=[0.8, 1.6], alpha=0.9)
     explained_name = printable(class_names[explained])
     axes[1].set_title(
