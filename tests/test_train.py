@@ -62,6 +62,12 @@ def test_deterministic_config_gives_identical_history_twice(split_dataset, tmp_p
     assert_same_weights(weights_of(first.run_dir / "last.keras"), weights_of(second.run_dir / "last.keras"))
     assert any("Deterministic mode" in line for line in log)
     assert any("cosine schedule" in line for line in log)
+    # Training ends with its curves in the run folder and the commands to run next.
+    assert (first.run_dir / "training_curves.png").stat().st_size > 10_000
+    assert f"Training curves: {first.run_dir / 'training_curves.png'}" in log
+    runs = f"--runs-dir {tmp_path / 'runs'}"
+    assert any(line.startswith(f"  imgai eval --run two {runs}") for line in log[-3:])
+    assert any(line.startswith(f"  imgai predict IMAGE_OR_FOLDER... --run two {runs}") for line in log[-3:])
 
 
 def test_user_callbacks_see_every_epoch_of_train_and_resume(split_dataset, tmp_path):
@@ -93,10 +99,12 @@ def test_user_callbacks_see_every_epoch_of_train_and_resume(split_dataset, tmp_p
     assert all(len(line) <= 80 and "learning_rate" not in line and "val_acc " in line for line in epochs)
     assert epochs[1].endswith("* best") == (result.best_epoch == 2)
     later = Recorder()
+    (result.run_dir / "training_curves.png").unlink()
     resumed: list[str] = []
     resume(result.run_dir, ["train.epochs=3"], log=resumed.append, callbacks=[later])
     assert later.begun == [2] and [epoch for epoch, _ in later.ended] == [2]
     assert any(line.startswith("Training for 1 more epoch(s), 3 to 3,") for line in resumed), resumed
+    assert (result.run_dir / "training_curves.png").is_file() and "Next:" in resumed  # redrawn after a resume
 
 
 def test_epoch_line_fits_80_columns():

@@ -627,7 +627,10 @@ def explain(images, model_path, run, runs_dir, class_name, output, output_dir, l
       imgai explain photo.jpg                       # writes photo_gradcam.png
       imgai explain photo.jpg --class tulips -o why-tulips.png
       imgai explain a.jpg b.jpg --output-dir explanations/
-    Red regions raised the score of the class most; blue ones did not. TensorFlow backend.
+    The PNG shows the photo, the heat over it and the heat alone with its colour scale: red
+    regions raised the class's score most; where the photo is left uncoloured they mattered
+    little. On a model whose last feature map is coarse (a few cells a side, e.g. 32-px images)
+    a finer earlier layer is read and the output says so; --layer picks one. TensorFlow and JAX.
     """
     from pathlib import Path
 
@@ -644,6 +647,7 @@ def explain(images, model_path, run, runs_dir, class_name, output, output_dir, l
     _load_keras()
     from imgai.explain import explain_file
     from imgai.modelfile import load_model
+    from imgai.plots import percent
 
     model, info = load_model(path)
     _announce_model(path)
@@ -652,11 +656,12 @@ def explain(images, model_path, run, runs_dir, class_name, output, output_dir, l
         about = (
             ""
             if result["explained"] == result["predicted"]
-            else f"; explained '{result['explained']}' ({result['explained_probability']:.1%})"
+            else f"; explained '{result['explained']}' ({percent(result['explained_probability'], 1)})"
         )
-        click.echo(
-            f"{printable(image)}: predicted {result['predicted']} ({result['probability']:.1%}){about} -> {target}"
-        )
+        predicted = f"{result['predicted']} ({percent(result['probability'], 1)})"
+        click.echo(f"{printable(image)}: predicted {predicted}{about} -> {target}")
+        if result["note"]:
+            _echo(f"Note: {result['note']}")
 
 
 # ---------------------------------------------------------------------------------- export
@@ -935,12 +940,15 @@ def data_sample(out_dir: str, size: int, per_class: int | None, seed: int) -> No
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @_handle_errors
 def data_preview(configs: tuple[str, ...], output: str, count: int, overrides: tuple[str, ...]) -> None:
-    """Write a PNG grid of augmented training images with their labels: what the model sees.
+    """Write a PNG of training images, each beside its augmented version: what the model sees.
 
     \b
     Uses the config's data and augment sections, e.g.
       imgai data preview -c configs/flowers_scratch.yaml augment.rotation=0.1 -o grid.png
-    Labels mixed by MixUp / CutMix show both classes with their shares.
+    Images are a seeded random pick from the training split at data.image_size, augmented as one
+    batch with the training settings. An image blended by MixUp / CutMix is captioned with the
+    label it trains with (both classes and their shares). With no augmentation configured the
+    images are shown alone.
     """
     from imgai.config import load_config
 

@@ -568,6 +568,12 @@ class EvalConfig(_Section):
     max_drop: dict[str, float] = Field(
         {}, description="Largest allowed drop per metric below the baseline, e.g. {accuracy: 0.01}."
     )
+    gallery_size: int = Field(
+        16,
+        ge=0,
+        le=400,
+        description="How many of the most confidently wrong images misclassified.png shows; 0 = no gallery.",
+    )
 
     @field_validator("baseline")
     @classmethod

@@ -480,7 +480,9 @@ def train(
             raise ImgaiError(f"cannot start run '{run_dir}': {describe_os_error(exc)}") from None
         log(f"Run folder: {run_dir}")
         with terminate_as_interrupt():
-            return _fit(config, splits, run_dir, None, log, callbacks, plan)
+            result = _fit(config, splits, run_dir, None, log, callbacks, plan)
+        _after_training(result, config, log)
+        return result
     except BaseException:
         # Anything that stops a run before its first checkpoint (a missing weights file, an image
         # size the model cannot take, a full disk, Ctrl-C, ...) leaves no half-made run folder
@@ -568,7 +570,30 @@ def _resume_locked(
         log(
             f"Best so far: {state.best_value:.4f} at epoch {state.best_epoch} (train.monitor {config.train.monitor})."
         )
-    return _fit(config, splits, run_dir, state if state.epoch > 0 else None, log, callbacks, plan)
+    result = _fit(config, splits, run_dir, state if state.epoch > 0 else None, log, callbacks, plan)
+    if plan.is_writer:
+        _after_training(result, config, log)
+    return result
+
+
+def _after_training(result: TrainResult, config: Config, log: Callable[[str], None]) -> None:
+    """Draw the run's training curves into its folder and say what to run next."""
+    import shlex
+
+    from imgai.plots import plot_training_curves
+    from imgai.report import CURVES_PNG
+
+    run_dir = result.run_dir
+    try:
+        plot_training_curves(run_dir / HISTORY_FILE, run_dir / CURVES_PNG, result.monitor, run_dir.name)
+        log(f"Training curves: {run_dir / CURVES_PNG}")
+    except (ValueError, KeyError, OSError) as exc:  # a run is not failed by its picture
+        log(f"Note: no training curves: {exc}")
+    where = "" if Path(config.output.dir) == Path("runs") else f" --runs-dir {shlex.quote(config.output.dir)}"
+    run = f"--run {shlex.quote(run_dir.name)}{where}"
+    log("Next:")
+    log(f"  imgai eval {run}                        # best.keras on the test split (else val): a full report")
+    log(f"  imgai predict IMAGE_OR_FOLDER... {run}  # class names and probabilities for new images")
 
 
 def _plan(config: Config, cluster: Cluster | None, log: Callable[[str], None]) -> tuple[Plan, Callable]:
