@@ -212,24 +212,28 @@ def evaluate(
     output_dir: str | Path | None = None,
     gate: EvalConfig | None = None,
     top_k: int | None = None,
-    gallery_size: int = 16,
+    gallery_size: int | None = None,
     tta: str = "none",
 ) -> dict:
     """Score ``model_path`` on ``data_dir`` (or its run's test/val split), run the quality gate
     ``gate`` (see :func:`eval_settings`), and write the report (metrics.json, CSVs, plots,
     summary.md) beside the model or into ``output_dir``. Returns the metrics;
     ``metrics["gate"]["passed"]`` says whether it may ship. ``batch_size`` and ``top_k`` left
-    empty take ``infer.batch_size`` and ``eval.top_k`` (``gate``'s, else the defaults). ``tta``:
-    test-time augmentation (:mod:`imgai.tta`); the accuracy without it is reported beside."""
+    empty take ``infer.batch_size`` and ``eval.top_k`` (``gate``'s, else the defaults), and
+    ``gallery_size`` (images in misclassified.png) ``eval.gallery_size``. ``tta``: test-time
+    augmentation (:mod:`imgai.tta`); the accuracy without it is reported beside."""
     from imgai.artifacts import load_any_model
-    from imgai.config import InferConfig
+    from imgai.config import EvalConfig, InferConfig
     from imgai.predict import iter_predictions
     from imgai.report import write_report
+    from imgai.tta import with_tta
 
     model_path = Path(model_path)
     baseline = check_gate(gate) if gate is not None else None  # a mistake fails before the slow part
     batch_size = batch_size or InferConfig().batch_size
     top_k = top_k if top_k is not None else (gate.top_k if gate is not None else None)
+    if gallery_size is None:
+        gallery_size = (gate or EvalConfig()).gallery_size
     model, info = load_any_model(model_path)  # a .keras file, or an exported artifact and its runtime
     classes = list(info.class_names)
     files = (
@@ -243,8 +247,6 @@ def evaluate(
     label_parts: list[np.ndarray] = []
     paths: list[str] = []
     skipped: list[tuple[str, str]] = []
-    from imgai.tta import with_tta
-
     scorer = with_tta(model, tta, info.interpolation)
     for decoded, chunk_probabilities in iter_predictions(scorer, info, files, batch_size, label="scoring"):
         # keep only what the metrics need; the decoded pixels of each chunk are dropped here

@@ -25,7 +25,9 @@ PER_CLASS_MONITORS = ("val_f1_macro", "val_min_recall")
 DIVERGENCE_GAP = 0.3
 
 
-def per_class_scores(probabilities: np.ndarray, labels: np.ndarray, class_names: list[str]) -> dict[str, float]:
+def per_class_scores(
+    probabilities: np.ndarray, labels: np.ndarray, class_names: list[str]
+) -> dict[str, float]:
     """``f1_macro`` and ``min_recall`` (over the classes that have images), as ``imgai eval``
     computes them."""
     from imgai.evaluate import compute_metrics
