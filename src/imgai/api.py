@@ -204,12 +204,13 @@ def calibrate(
     ``output``), with ``calibration.json``. ``target_accuracy``: also store the smallest confidence
     threshold that reaches it on validation as the model's ``min_confidence``. Returns a
     :class:`imgai.calibrate.CalibrationResult` (temperature, ECE before and after, ...)."""
-    from imgai.calibrate import calibrate_model, check_target_accuracy, output_paths
+    from imgai.calibrate import calibrate_model, check_run_data, check_target_accuracy, output_paths
     from imgai.runs import resolve_model_path
 
     path = resolve_model_path(model, run, runs_dir)
     check_target_accuracy(target_accuracy)
     output_paths(path, output)  # mistakes before the heavy import
+    check_run_data(path)
     _keras()
     return calibrate_model(path, target_accuracy=target_accuracy, output=output, log=log)
 

@@ -194,8 +194,14 @@ def output_paths(model_path: Path, output: str | Path | None) -> tuple[Path, Pat
     return out, report
 
 
-def _run_splits(model_path: Path, class_names: list[str]):
-    """(validation FileList, test FileList or None, seed, infer settings) of the model's run."""
+def check_run_data(model_path: str | Path) -> None:
+    """The model's run has a validation split to fit on (checked before any model is loaded)."""
+    _run_splits(Path(model_path), None)
+
+
+def _run_splits(model_path: Path, class_names: list[str] | None):
+    """(validation FileList, test FileList or None, seed, infer settings) of the model's run;
+    ``class_names``: the model's, checked against the data's (None: not checked)."""
     from imgai.config import build_config, read_yaml
     from imgai.data import resolve_splits
     from imgai.runs import CONFIG_FILE
@@ -213,7 +219,7 @@ def _run_splits(model_path: Path, class_names: list[str]):
             f"the run in '{model_path.parent}' has no validation split (no val/ folder, data.validation_split "
             "empty): calibration fits on validation images; train with data.validation_split=0.2 or a val/ folder"
         )
-    if splits.class_names != list(class_names):
+    if class_names is not None and splits.class_names != list(class_names):
         raise ImgaiError(
             f"classes of the run's data {splits.class_names} differ from the model's {list(class_names)}: "
             "restore the data the model was trained on"

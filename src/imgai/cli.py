@@ -533,11 +533,12 @@ def calibrate(model_path, run, runs_dir, target_accuracy, output) -> None:
       imgai calibrate                                  # the latest run's best model
       imgai calibrate --run flowers --target-accuracy 0.95
     """
-    from imgai.calibrate import calibrate_model, check_target_accuracy, output_paths
+    from imgai.calibrate import calibrate_model, check_run_data, check_target_accuracy, output_paths
 
     path = _resolve_model(model_path, run, runs_dir)
     check_target_accuracy(target_accuracy)
     output_paths(path, output)  # usage mistakes exit 2 before TensorFlow loads
+    check_run_data(path)
     _announce_model(path)
     _load_keras()
     calibrate_model(path, target_accuracy=target_accuracy, output=output, log=_echo)
