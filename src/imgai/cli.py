@@ -519,7 +519,7 @@ eval_cmd.help = eval_cmd.help.replace("METRIC_NAMES", _metric_help())
 )
 @_handle_errors
 def calibrate(model_path, run, runs_dir, target_accuracy, output) -> None:
-    """Make the model's probabilities honest: temperature scaling fitted on the validation split.
+    """Calibrate the probabilities by temperature scaling.
 
     \b
     Fits one temperature T by minimising the negative log-likelihood on the run's validation
