@@ -205,6 +205,7 @@ def eval_settings(
     significance: float | None = None,
     target_accuracy: float | None = None,
     min_confidence: float | None = None,
+    tta: str | None = None,
 ) -> Config:
     """The ``eval`` and ``infer`` settings for scoring ``model_path``: its run's config.yaml, then
     ``config_files``, then the parameters given here (bounds add to and win over those of the files).
@@ -227,7 +228,7 @@ def eval_settings(
         "significance": significance,
         "target_accuracy": target_accuracy,
     }
-    infer = {"batch_size": batch_size, "min_confidence": min_confidence}
+    infer = {"batch_size": batch_size, "min_confidence": min_confidence, "tta": tta}
     settings = load_sections(
         files,
         ("eval", "infer"),
@@ -265,8 +266,9 @@ def evaluate(
     output_dir: str | Path | None = None,
     gate: EvalConfig | None = None,
     top_k: int | None = None,
-    gallery_size: int = 16,
+    gallery_size: int | None = None,
     infer: InferConfig | None = None,
+    tta: str = "none",
 ) -> dict:
     """Score ``model_path`` on ``data_dir`` (or its run's test/val split), run the quality gate
     ``gate`` (see :func:`eval_settings`), and write the report (metrics.json, CSVs, plots,
@@ -274,13 +276,15 @@ def evaluate(
     that split was scored before; ``eval/latest`` names the newest) or into ``output_dir``.
     Returns the metrics; ``metrics["gate"]["passed"]`` says whether it may ship and
     ``metrics["report_dir"]`` where the report went. ``batch_size`` and ``top_k`` left empty take
-    ``infer.batch_size`` and ``eval.top_k`` (``gate``'s, else the defaults); ``infer``'s
-    ``min_confidence`` (else the model's calibrated one) is the threshold whose coverage and
-    accuracy are reported."""
+    ``infer.batch_size`` and ``eval.top_k`` (``gate``'s, else the defaults), and ``gallery_size``
+    (images in misclassified.png) ``eval.gallery_size``; ``infer``'s ``min_confidence`` (else the
+    model's calibrated one) is the threshold whose coverage and accuracy are reported. ``tta``:
+    test-time augmentation (:mod:`imgai.tta`); the accuracy without it is reported beside."""
     from imgai.artifacts import load_any_model
     from imgai.config import EvalConfig, InferConfig
     from imgai.report import write_report
     from imgai.runs import create_eval_dir
+    from imgai.tta import with_tta
 
     model_path = Path(model_path)
     baseline = check_gate(gate) if gate is not None else None  # a mistake fails before the slow part
@@ -288,6 +292,8 @@ def evaluate(
     infer = infer if infer is not None else InferConfig()
     batch_size = batch_size or infer.batch_size
     top_k = top_k if top_k is not None else (gate.top_k if gate is not None else None)
+    if gallery_size is None:
+        gallery_size = (gate or EvalConfig()).gallery_size
     model, info = load_any_model(model_path)  # a .keras file, or an exported artifact and its runtime
     classes = list(info.class_names)
     notes: list[str] = []
@@ -304,7 +310,8 @@ def evaluate(
     val_files = _validation_files(model_path, classes) if settings.target_accuracy else None
     log(f"Scoring {model_path} on {len(files)} images from {files.source}")
     start = time.perf_counter()
-    probabilities, labels, paths, skipped = _score(model, info, files, batch_size, "scoring")
+    scorer = with_tta(model, tta, info.interpolation)
+    probabilities, labels, paths, skipped = _score(scorer, info, files, batch_size, "scoring")
     if skipped:
         log(
             f"Skipped {len(skipped)} unreadable file(s): "
@@ -317,6 +324,8 @@ def evaluate(
     if top_k is None:  # as in training for many classes; top-2 says more than top-4 of 5
         top_k = 5 if len(classes) > 5 else 2
     metrics = compute_metrics(probabilities, labels, classes, top_k)
+    if scorer is not model:  # before any other pass through the scorer adds to what it kept
+        metrics["tta"] = tta_gain(tta, scorer.plain_probabilities(), probabilities, labels)
     metrics["calibration"] = calibration_metrics(probabilities, labels)
     metrics.update({key: metrics["calibration"][key] for key in ("ece", "brier", "nll")})
     k_used = _top_k_used(metrics)
@@ -333,7 +342,7 @@ def evaluate(
             val_probabilities, val_labels = probabilities, labels
         else:
             log(f"Scoring the validation split ({len(val_files)} images) to choose a threshold")
-            val_probabilities, val_labels, _, _ = _score(model, info, val_files, batch_size, "validation")
+            val_probabilities, val_labels, _, _ = _score(scorer, info, val_files, batch_size, "validation")
         metrics["selective"]["target"] = _target(
             settings.target_accuracy, val_probabilities, val_labels, probabilities, labels, split
         )
@@ -389,6 +398,8 @@ def evaluate(
         log=log,
     )
     log(format_metrics(metrics))
+    if "tta" in metrics:
+        log(describe_tta(metrics["tta"]))
     log(f"Wrote {len(written)} report files to {out_dir}/: " + ", ".join(p.name for p in written))
     if results:
         log(format_results(results))
@@ -454,6 +465,29 @@ def _target(target, val_probabilities, val_labels, probabilities, labels, split)
         out["coverage"], out["accuracy"] = coverage_at(conf, correct, threshold)
         out["split"] = split
     return out
+
+
+def tta_gain(mode: str, plain: np.ndarray, augmented: np.ndarray, labels: np.ndarray) -> dict:
+    """What test-time augmentation changed: accuracy with and without it, on the same images."""
+    from imgai.tta import view_count
+
+    with_views = float(np.mean(augmented.argmax(axis=1) == labels))
+    without = float(np.mean(plain.argmax(axis=1) == labels))
+    return {
+        "mode": mode,
+        "views": view_count(mode),
+        "accuracy": with_views,
+        "accuracy_without": without,
+        "gain": with_views - without,
+    }
+
+
+def describe_tta(tta: dict) -> str:
+    return (
+        f"Test-time augmentation {tta['mode']} ({tta['views']} views per image): accuracy "
+        f"{tta['accuracy']:.2%}, without it {tta['accuracy_without']:.2%} "
+        f"({100 * tta['gain']:+.2f} points)."
+    )
 
 
 def _runtime_fields(model) -> dict:

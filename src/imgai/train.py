@@ -12,9 +12,9 @@ that :func:`resume` can reconcile.
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +29,7 @@ from imgai.distribute import Cluster, Plan
 from imgai.errors import ImgaiError, Terminated
 from imgai.lock import RunLock
 from imgai.modelfile import ModelInfo
+from imgai.monitoring import PER_CLASS_MONITORS, check_monitor, improves, make_validation_watch
 from imgai.runs import (
     BEST_MODEL,
     CLASSES_FILE,
@@ -185,6 +186,38 @@ def _make_learning_rate_control(train_cfg, steps_per_epoch: int, state, batches)
     return LearningRateControl()
 
 
+def epoch_line(epoch: int, epochs: int, seconds: float, logs: dict, new_best: bool) -> str:
+    """ "Epoch 3/15 2s loss 0.5123 acc 0.8120 val_loss 0.4312 val_acc 0.8512 * best": one line per
+    epoch that fits 80 columns. The learning rate and top-k stay in history.csv; '* best' marks the
+    epoch that wrote best.keras."""
+    short = {"loss": "loss", "accuracy": "acc", "val_loss": "val_loss", "val_accuracy": "val_acc"}
+    parts = [f"Epoch {epoch}/{epochs}", f"{seconds:.0f}s"]
+    parts += [f"{name} {float(logs[key]):.4f}" for key, name in short.items() if key in logs]
+    return " ".join(parts + (["* best"] if new_best else []))
+
+
+def _make_epoch_printer(log, state, epochs: int, steps: int):
+    """The epoch lines, and on a terminal a live bar with time left inside each epoch (Keras's own
+    progress bar runs past 80 columns and ends in the learning rate)."""
+    import keras
+
+    from imgai.data import Progress
+
+    class EpochPrinter(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.bar = Progress(f"epoch {epoch + 1}/{epochs}", steps, unit="steps", min_total=1)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.bar.update(batch + 1)
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds = self.bar.close()
+            # The epoch keeper ran before this callback: it has just saved best.keras if improved.
+            log(epoch_line(epoch + 1, epochs, seconds, logs or {}, state.best_epoch == epoch + 1))
+
+    return EpochPrinter()
+
+
 def _make_history_writer(path: Path, writes: bool = True):
     import keras
 
@@ -233,9 +266,7 @@ def _make_epoch_keeper(
     from imgai.resume import RESUME_MEMBER, capture_rng, copy_atomically
 
     def better(value: float, reference: float | None, delta: float = 0.0) -> bool:
-        if reference is None:
-            return True
-        return value > reference + delta if mode == "max" else value < reference - delta
+        return improves(value, reference, mode, delta)
 
     class EpochKeeper(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -435,6 +466,7 @@ def train(
     check_tensorboard(config)
     plan, log = _plan(config, cluster, log)  # joins the other processes; fails before writing
     splits = resolve_splits(config.data, config.seed)  # fail on data problems before creating anything
+    check_monitor(config.train.monitor, splits.val is not None, plan.multi_process)
     if not plan.is_writer:  # process 0 picks and writes the run folder
         placeholder = Path(config.output.dir) / "(process 0's run)"
         return _fit(config, splits, placeholder, None, log, callbacks, plan)
@@ -449,7 +481,10 @@ def train(
             raise ImgaiError(f"cannot start run '{run_dir}': {describe_os_error(exc)}") from None
         log(f"Run folder: {run_dir}")
         with terminate_as_interrupt():
-            return _fit(config, splits, run_dir, None, log, callbacks, plan)
+            result = _fit(config, splits, run_dir, None, log, callbacks, plan)
+        _calibrate_at_end(config, splits, result, log)
+        _after_training(result, config, log)
+        return result
     except BaseException:
         # Anything that stops a run before its first checkpoint (a missing weights file, an image
         # size the model cannot take, a full disk, Ctrl-C, ...) leaves no half-made run folder
@@ -537,7 +572,55 @@ def _resume_locked(
         log(
             f"Best so far: {state.best_value:.4f} at epoch {state.best_epoch} (train.monitor {config.train.monitor})."
         )
-    return _fit(config, splits, run_dir, state if state.epoch > 0 else None, log, callbacks, plan)
+    result = _fit(config, splits, run_dir, state if state.epoch > 0 else None, log, callbacks, plan)
+    if plan.is_writer:
+        _calibrate_at_end(config, splits, result, log)
+        _after_training(result, config, log)
+    return result
+
+
+def _after_training(result: TrainResult, config: Config, log: Callable[[str], None]) -> None:
+    """Draw the run's training curves into its folder and say what to run next."""
+    import shlex
+
+    from imgai.plots import plot_training_curves
+    from imgai.report import CURVES_PNG
+
+    run_dir = result.run_dir
+    try:
+        plot_training_curves(run_dir / HISTORY_FILE, run_dir / CURVES_PNG, result.monitor, run_dir.name)
+        log(f"Training curves: {run_dir / CURVES_PNG}")
+    except (ValueError, KeyError, OSError) as exc:  # a run is not failed by its picture
+        log(f"Note: no training curves: {exc}")
+    where = "" if Path(config.output.dir) == Path("runs") else f" --runs-dir {shlex.quote(config.output.dir)}"
+    run = f"--run {shlex.quote(run_dir.name)}{where}"
+    log("Next:")
+    log(f"  imgai eval {run}                        # best.keras on the test split (else val): a full report")
+    log(f"  imgai predict IMAGE_OR_FOLDER... {run}  # class names and probabilities for new images")
+
+
+def _calibrate_at_end(
+    config: Config, splits: Splits, result: TrainResult, log: Callable[[str], None]
+) -> None:
+    """train.calibrate: temperature scaling of best.keras on the validation split, as `imgai calibrate`."""
+    from imgai.calibrate import CALIBRATED_MODEL, CALIBRATION_REPORT, calibrate_model
+
+    if not config.train.calibrate:
+        return
+    if splits.val is None:
+        log("train.calibrate: no validation split to fit a temperature on; not calibrated.")
+        return
+    run_dir = result.run_dir
+    if (run_dir / CALIBRATED_MODEL).exists() or (run_dir / CALIBRATION_REPORT).exists():
+        log(
+            f"train.calibrate: {run_dir / CALIBRATED_MODEL} from before is kept (never overwritten); "
+            f"calibrate the new best model with: imgai calibrate --model {run_dir} -o FILE.keras"
+        )
+        return
+    try:
+        calibrate_model(run_dir / BEST_MODEL, log=log)
+    except ImgaiError as exc:  # the training itself succeeded: say why calibration did not
+        log(f"train.calibrate: not calibrated: {exc.plain}")
 
 
 def _plan(config: Config, cluster: Cluster | None, log: Callable[[str], None]) -> tuple[Plan, Callable]:
@@ -585,6 +668,21 @@ def _monitor(config: Config, splits: Splits, log: Callable[[str], None]) -> tupl
     if train_cfg.monitor_mode != "auto":
         return monitor, train_cfg.monitor_mode
     return monitor, "min" if monitor.endswith("loss") else "max"
+
+
+def _batchnorm_momentum(model, config: Config, steps_per_epoch: int, log: Callable[[str], None]) -> None:
+    """model.batchnorm_momentum: auto lowers Keras's 0.99 for short epochs (models.batchnorm_momentum_for)."""
+    from imgai.models import KERAS_BATCHNORM_MOMENTUM, batchnorm_momentum_for, set_batchnorm_momentum
+
+    chosen = config.model.batchnorm_momentum
+    momentum = batchnorm_momentum_for(steps_per_epoch) if chosen == "auto" else float(chosen)
+    pretrained = getattr(config.model, "weights", None) is not None
+    changed = set_batchnorm_momentum(model, momentum, pretrained)
+    if changed and momentum != KERAS_BATCHNORM_MOMENTUM:
+        why = ""
+        if chosen == "auto":
+            why = f" ({steps_per_epoch} steps per epoch: the moving statistics settle within one epoch)"
+        log(f"BatchNorm momentum {momentum:.3f} in {changed} layer(s){why}.")
 
 
 def _metrics(config: Config, num_classes: int) -> list:
@@ -676,7 +774,18 @@ def _batches(config: Config, train_images, val_images, num_classes: int, epoch: 
 
 
 def _callbacks(
-    config, run_dir, monitor, mode, class_names, state, lr_control, user_callbacks, log, plan, extra
+    config,
+    run_dir,
+    monitor,
+    mode,
+    class_names,
+    state,
+    lr_control,
+    user_callbacks,
+    log,
+    plan,
+    extra,
+    steps_per_epoch,
 ) -> list:
     """imgai's callbacks (validation padding correction, learning rate, the watchdog, history.csv,
     checkpoints, TensorBoard), then the caller's."""
@@ -692,6 +801,8 @@ def _callbacks(
             run_dir, train_cfg, monitor, mode, model_metadata(config, class_names), state, log, plan
         ),
     ]
+    if plan.is_writer:  # processes other than 0 stay quiet
+        callbacks.append(_make_epoch_printer(log, state, train_cfg.epochs, steps_per_epoch))
     if train_cfg.tensorboard and plan.is_writer:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
         log(f"TensorBoard logs: tensorboard --logdir {run_dir / 'tensorboard'}")
@@ -720,8 +831,7 @@ def _run_stages(
         model.fit(
             initial_epoch=max(first, state.epoch),
             epochs=end,
-            # live bar in Jupyter; processes other than 0 stay quiet
-            verbose=(1 if sys.stdout.isatty() or "ipykernel" in sys.modules else 2) if plan.is_writer else 0,
+            verbose=0,  # imgai prints the epochs (_make_epoch_printer)
             **fit_args,
         )
         if state.stopped_early:
@@ -793,10 +903,13 @@ def _fit_in_scope(
     config: Config, splits: Splits, run_dir: Path, state, log, user_callbacks, plan: Plan, extra: list
 ) -> TrainResult:
     """Decode, build, (re)load, train the remaining stages. ``state`` None = from epoch 1."""
+    import numpy as np
+
     from imgai.distribute import padding_correction
     from imgai.resume import TrainState
 
     class_names = splits.class_names
+    check_monitor(config.train.monitor, splits.val is not None, plan.multi_process)
     monitor, mode = _monitor(config, splits, log)
     log(f"Found {len(class_names)} classes:")
     log(describe_splits(splits))
@@ -809,6 +922,8 @@ def _fit_in_scope(
     _seed_everything(config, log)
     stages = [s for s in _stages(config) if s[2] > state.epoch]
     model = _build_model(config, class_names)
+    steps_per_epoch = math.ceil(len(train_images) / config.data.batch_size)
+    _batchnorm_momentum(model, config, steps_per_epoch, log)
     metrics = _metrics(config, len(class_names))
     # The loop in _run_stages switches stage when needed.
     compiled_stage = state.stage if resuming else stages[0][0]
@@ -831,12 +946,40 @@ def _fit_in_scope(
     correction = padding_correction(len(val_images), batch, plan.batch_multiple) if val_batches else None
     extra = [correction, *extra] if correction else extra
     lr_control = _make_learning_rate_control(config.train, len(train_batches), state, train_batches)
+    watch = None
+    if val_batches is not None and not plan.multi_process:
+        watch = make_validation_watch(
+            val_batches,
+            np.bincount(np.asarray(val_images.labels), minlength=len(class_names)).tolist(),
+            class_names,
+            compute_scores=config.train.monitor in PER_CLASS_MONITORS,
+            steps_per_epoch=len(train_batches),
+            log=log,
+        )
+        extra = [*extra, watch]  # after the padding correction, before anything reads the logs
     callbacks = _callbacks(
-        config, run_dir, monitor, mode, class_names, state, lr_control, user_callbacks, log, plan, extra
+        config,
+        run_dir,
+        monitor,
+        mode,
+        class_names,
+        state,
+        lr_control,
+        user_callbacks,
+        log,
+        plan,
+        extra,
+        len(train_batches),
+    )
+    epochs = config.train.epochs
+    remaining = (
+        f"{epochs - state.epoch} more epoch(s), {state.epoch + 1} to {epochs},"
+        if state.epoch
+        else f"{epochs} epoch(s)"
     )
     log(
-        f"Training for {config.train.epochs} epoch(s) on {len(train_images)} images, "
-        f"batch size {config.data.batch_size}."
+        f"Training for {remaining} on {len(train_images)} images, batch size {config.data.batch_size} "
+        "(* best: the epoch wrote best.keras)."
     )
     if plan.engine != "none":
         log(f"Distribution: {plan.describe()}; {batch // plan.replicas} images per device per step.")
@@ -878,6 +1021,7 @@ def _fit_in_scope(
             log(f"\n{why} with {saved.epoch} epoch(s) saved. Continue with: imgai train --resume {run_dir}")
         else:
             log(f"\n{why} before the first epoch was saved: nothing to resume.")
+        exc.imgai_reported = True  # the CLI adds no second "Interrupted." line
         raise
     except OSError as exc:  # a full disk or a vanished folder while writing a checkpoint or history
         from imgai.resume import read_state
@@ -891,6 +1035,9 @@ def _fit_in_scope(
         )
         raise ImgaiError(f"training stopped: {describe_os_error(exc)}; {after}", exit_code=1) from None
     seconds = time.perf_counter() - start
+    closing = watch.summary(state.best_epoch, state.epoch) if watch is not None else None
+    if closing:
+        log(closing)
     return _finish(
         model,
         config,
