@@ -37,18 +37,15 @@ TEMPERATURE_RANGE = (1e-2, 1e2)
 
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
-    """Top-label ECE with ``bins`` equal-width confidence bins (right-closed: (0, 1/bins], ...)."""
+    """Top-label ECE with ``bins`` equal-width confidence bins (right-closed: (0, 1/bins], ...):
+    the one definition of :mod:`imgai.stats`, the same figure ``imgai eval`` reports."""
+    from imgai.stats import expected_calibration_error as ece
+
     probabilities = np.asarray(probabilities, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     if len(labels) == 0:
         return float("nan")
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == labels
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    confidence_sum = np.bincount(which, weights=confidence, minlength=bins)
-    correct_sum = np.bincount(which, weights=correct.astype(np.float64), minlength=bins)
-    return float(np.abs(correct_sum - confidence_sum).sum() / len(labels))
+    return ece(probabilities.max(axis=1), probabilities.argmax(axis=1) == labels, bins)
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
