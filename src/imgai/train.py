@@ -848,6 +848,11 @@ def _fit_in_scope(
             )
     fit_args = {
         "x": train_batches,
+        # The batches are already shuffled, by (seed, epoch) alone. Keras's own shuffle would also
+        # reorder them with Python's global generator, which JAX's fit draws from once more when it
+        # peeks at a batch to build the model: a resumed run would see another order than the
+        # run that never stopped, and the processes of a run could disagree.
+        "shuffle": False,
         "validation_data": val_batches,
         "callbacks": callbacks,
         "class_weight": weights,
