@@ -6,7 +6,15 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from conftest import REPO, run_imgai  # noqa: E402
-from imgai.augment import Augmenter, augment_batches, batch_seed, build_layers, describe  # noqa: E402
+from imgai.augment import (  # noqa: E402
+    Augmenter,
+    _mix_caption,
+    augment_batches,
+    batch_seed,
+    build_layers,
+    describe,
+    preview,
+)
 from imgai.config import load_config  # noqa: E402
 from imgai.data import DecodedImages, DecodeSpec  # noqa: E402
 from imgai.errors import ImgaiError  # noqa: E402
@@ -166,6 +174,34 @@ def test_training_with_augmentation_saves_a_model_without_it(split_dataset, tmp_
         assert name not in saved
 
 
+def test_mix_caption_gives_the_label_each_blended_image_trains_with():
+    classes, labels = ["circle", "square"], np.array([0, 0, 1])
+    assert _mix_caption(np.array([1.0, 0, 0]), labels, classes) == "circle"
+    # two circles blended: the label is "circle" alone, and the caption says why the image looks mixed
+    assert (
+        _mix_caption(np.array([0.62, 0.38, 0]), labels, classes)
+        == "circle 100%\n(two circle images, 62% + 38%)"
+    )
+    assert _mix_caption(np.array([0.3, 0, 0.7]), labels, classes) == "square 70%, circle 30%"
+    assert _mix_caption(np.array([0.9996, 0, 0.0004]), labels, classes) == "circle >99.9%, square <0.1%"
+
+
+def test_preview_shows_pairs_or_says_nothing_is_augmented(split_dataset, tmp_path):
+    lines = []
+    config = load_config([], [f"data.root={split_dataset}", "data.image_size=32", "augment.mixup=0.4"])
+    preview(config, tmp_path / "pairs.png", count=4, log=lines.append)
+    assert lines[-1] == f"Wrote 4 training images beside their augmented versions to {tmp_path / 'pairs.png'}"
+    plain = load_config([], [f"data.root={split_dataset}", "data.image_size=32"])
+    preview(plain, tmp_path / "plain.png", count=3, log=lines.append)
+    assert lines[-2:] == [
+        "Augmentation: none",
+        f"Wrote 3 training images (no augmentation) to {tmp_path / 'plain.png'}",
+    ]
+    assert (tmp_path / "pairs.png").stat().st_size > 10_000 and (
+        tmp_path / "plain.png"
+    ).stat().st_size > 5_000
+
+
 @pytest.mark.slow
 def test_preview_cli_writes_a_labelled_grid(split_dataset, tmp_path):
     out = tmp_path / "grid.png"
@@ -183,7 +219,7 @@ def test_preview_cli_writes_a_labelled_grid(split_dataset, tmp_path):
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "Wrote 6 augmented samples" in proc.stdout
+    assert "Wrote 6 training images beside their augmented versions" in proc.stdout
     from PIL import Image
 
     with Image.open(out) as image:

@@ -47,13 +47,14 @@ def test_hostile_file_is_one_line_fast(name, tmp_path):
     "override,expected",
     [
         ("seed=" + "1" * 5000, "integer of 5,000 digits"),
-        ("data.root=" + "[" * 100 + "]" * 100, "nests deeper"),
-        ("data.root=[&a [1,1,1,1,1,1,1,1,1,1], " + "*a, " * 3 + "*a]", None),  # small aliases are fine
+        ("data.image_size=" + "[" * 100 + "]" * 100, "nests deeper"),
+        ("data.image_size=[&a [1,1,1,1,1,1,1,1,1,1], " + "*a, " * 3 + "*a]", None),  # small aliases are fine
+        ("data.root=" + "a" * 20_000, "value of 20,000 characters"),  # text settings are not YAML
     ],
 )
 def test_overrides_are_bounded_too(override, expected):
     if expected is None:
-        with pytest.raises(ImgaiError, match="invalid config value data.root"):
+        with pytest.raises(ImgaiError, match="invalid config value data.image_size"):
             load_config([], [override])
         return
     with pytest.raises(ImgaiError, match=expected):

@@ -32,7 +32,7 @@ def planted(root: Path) -> dict[str, str]:
     (root / "train" / "empty").mkdir()  # empty class; c has no val folder: missing from val
     good = (root / "train" / "a" / "a0.jpg").read_bytes()
     (root / "train" / "a" / "broken.jpg").write_bytes(good[: len(good) // 3])  # corrupt
-    texture(100, 96).save(root / "train" / "b" / "photo.webp")  # ignored for its extension
+    texture(100, 96).save(root / "train" / "b" / "photo.ico")  # ignored for its extension
     placeholder = Image.new("RGB", (96, 96), (200, 220, 255))
     ImageDraw.Draw(placeholder).text((8, 40), "not found", fill=(90, 90, 90))
     placeholder.save(root / "train" / "a" / "missing.gif")  # outlier: GIF, placeholder-like
@@ -71,7 +71,7 @@ def test_every_planted_problem_is_found_exactly_once(planted_root, tmp_path):
     assert all(found[k] == 0 for k in PROPERTY_KINDS), found
     f = report.findings
     assert f["corrupt"][0]["path"].endswith("broken.jpg")
-    assert f["ignored"][0]["extension"] == ".webp" and "convert" in f["ignored"][0]["fix"]
+    assert f["ignored"][0]["extension"] == ".ico" and "convert" in f["ignored"][0]["fix"]
     assert f["empty-class"][0]["class"] == "empty"
     assert (f["missing-class"][0]["class"], f["missing-class"][0]["split"]) == ("c", "val")
     assert f["outliers"][0]["path"].endswith("missing.gif") and "placeholder" in f["outliers"][0]["detail"]

@@ -93,9 +93,13 @@ def test_predict_and_eval_with_no_flags(trained, split_dataset):
     assert result.returncode == 0, result.stderr
     line = result.stdout.strip()
     assert line.startswith(str(image)) and line.count("%") == 3  # top-3 by default
+    # Which model answered, its run and its score: one line on stderr, stdout stays data.
+    using = "Using runs/e2e/best.keras (run e2e, best val_accuracy "
+    assert [x for x in result.stderr.splitlines() if x.startswith("Using")][0].startswith(using)
 
     result = run_imgai("eval", cwd=workdir)
     assert result.returncode == 0, result.stderr
+    assert using in result.stderr
     metrics = json.loads((workdir / "runs" / "e2e" / "metrics.json").read_text())
     assert metrics["num_images"] == 12  # the test split
     assert set(metrics["per_class"]) == {"circle", "square", "triangle"}
@@ -139,6 +143,31 @@ def test_predict_formats_and_plain_keras_agree(trained, split_dataset):
 
 
 @pytest.mark.slow
+def test_predict_into_a_pipe_closed_early_ends_quietly(trained, split_dataset):
+    # `imgai predict DIR --format csv | head -2`: more rows than a pipe buffers, reader gone after 2.
+    workdir, _ = trained
+    image = str(next((split_dataset / "test" / "circle").glob("*.png")))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imgai", "predict", "-", "--format", "csv"],
+        cwd=workdir,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    proc.stdin.write((image + "\n") * 3000)
+    proc.stdin.close()
+    head = [proc.stdout.readline() for _ in range(2)]
+    proc.stdout.close()
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=300) in (0, 141)
+    assert head[0].startswith("path,class_1") and head[1].startswith(image)
+    assert [line for line in stderr.splitlines() if not line.startswith("Using ")] == [], stderr
+
+
+@pytest.mark.slow
 def test_predict_reports_bad_files_and_continues(trained, split_dataset, tmp_path):
     workdir, _ = trained
     good = next((split_dataset / "test" / "circle").glob("*.png"))
@@ -164,7 +193,7 @@ def test_predict_with_a_wrong_model_file(trained, tmp_path):
     result = run_imgai("predict", "x.jpg", "--model", str(fake), cwd=workdir)
     assert result.returncode == 2 and no_traceback(result)
     assert result.stderr.strip().startswith("Error:") and "not a Keras model file" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert len(result.stderr.strip().splitlines()) == 1  # the model is named once it loads
 
 
 @pytest.mark.slow
@@ -217,12 +246,29 @@ def test_corrupt_image_is_skipped_and_training_completes(tmp_path, split_dataset
     data = tmp_path / "data"
     shutil.copytree(split_dataset, data)
     (data / "train" / "circle" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF garbage")
+    # Silent data problems are said: a class of .webp photos trains, an empty class and a stray
+    # file are each one warning line.
+    from PIL import Image
+
+    for png in data.glob("*/triangle/*.png"):
+        Image.open(png).save(png.with_suffix(".webp"), lossless=True)
+        png.unlink()
+    (data / "train" / "circle" / "notes.txt").write_text("labels checked by Ann")
+    for split in ("train", "val", "test"):
+        (data / split / "hexagon").mkdir()
     result = run_imgai("train", f"data.root={data}", "train.epochs=1", "--name", "c", *TINY, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     skipped = (tmp_path / "runs" / "c" / "skipped.txt").read_text()
     assert "corrupt.jpg" in skipped
     assert "Skipped 1 unreadable file" in result.stdout
     assert (tmp_path / "runs" / "c" / "best.keras").is_file()
+    table = {
+        line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if line.startswith("  ")
+    }
+    assert table["triangle"][:2] == ["12", "4"]  # the webp class: every training and val image
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("Warning:")]
+    assert sum("hexagon have no training images" in w for w in warnings) == 1
+    assert sum("ignored for their extension (.txt 1)" in w for w in warnings) == 1
 
 
 @pytest.mark.slow
@@ -313,3 +359,63 @@ def test_backbone_from_a_weights_file_with_fine_tune_stage_end_to_end(tmp_path, 
     predicted = run_imgai("predict", str(split_dataset / "test" / "circle"), "--format", "json", cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr
     assert len(json.loads(predicted.stdout)) == 4
+
+
+def test_ctrl_c_says_its_line_once_and_a_closed_pipe_ends_quietly(capsys):
+    from imgai.cli import _handle_errors
+
+    def raising(exc):
+        @_handle_errors
+        def command():
+            raise exc
+
+        with pytest.raises(SystemExit) as info:
+            command()
+        return info.value.code, capsys.readouterr().err
+
+    assert raising(KeyboardInterrupt()) == (130, "Interrupted.\n")
+    reported = KeyboardInterrupt()
+    reported.imgai_reported = True  # training printed "Interrupted with N epoch(s) saved. Continue with: ..."
+    assert raising(reported) == (130, "")
+    assert raising(BrokenPipeError()) == (141, "")
+
+
+def test_help_teaches_and_config_check_checks_each_file(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from imgai.cli import cli
+
+    runner = CliRunner()
+    top = runner.invoke(cli, ["--help"], prog_name="imgai").output
+    assert "_IMGAI_COMPLETE=bash_source imgai" in top  # shell completion is documented
+    for group in ([], ["data"], ["config"], ["data", "cache"]):
+        shown = runner.invoke(cli, [*group, "--help"], prog_name="imgai").output
+        commands = shown.split("Commands:")[1].splitlines()
+        assert commands and not [line for line in commands if line.rstrip().endswith("...")], shown
+    for command in (["config", "show"], ["config", "check"], ["data", "sample"]):
+        assert "Examples:" in runner.invoke(cli, [*command, "--help"]).output, command
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "good.yaml").write_text("data:\n  root: photos\n")
+    (tmp_path / "nodata.yaml").write_text("train:\n  epochs: 2\n")
+    (tmp_path / "bad.yaml").write_text("data:\n  batch_size: -1\n")
+    result = runner.invoke(cli, ["config", "check", "good.yaml", "bad.yaml", "nodata.yaml", "train.epochs=3"])
+    assert result.exit_code == 2
+    assert "OK: good.yaml is a valid imgai config." in result.stdout
+    assert "OK: nodata.yaml" in result.stdout and "Warning: data.root is not set" in result.stdout
+    assert "Error: bad.yaml: invalid config value data.batch_size=-1" in result.stderr
+    plain = runner.invoke(cli, ["config", "check", "good.yaml", "data.root=elsewhere"])
+    assert plain.exit_code == 0 and "Warning: data.root 'elsewhere' is not a folder here" in plain.stdout
+    old_spelling = runner.invoke(cli, ["config", "check", "good.yaml", "--set", "train.epochs=0"])
+    assert old_spelling.exit_code == 2 and "train.epochs=0" in old_spelling.stderr
+
+    # PASSED/FAILED coloured on a terminal only, never with NO_COLOR.
+    from imgai.cli import _paint
+
+    text = "  PASSED  accuracy\n  FAILED: 1 of 2 check(s) passed"
+    assert _paint(text) == text  # pytest's stdout is not a terminal
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert "\x1b[" in _paint(text) and _paint(text).count("PASSED") == 1
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert _paint(text) == text

@@ -40,7 +40,7 @@ def test_files_merge_in_order_later_wins(tmp_path):
     a = write(tmp_path / "a.yaml", "data:\n  root: one\n  batch_size: 8\ntrain:\n  epochs: 3\n")
     b = write(tmp_path / "b.yaml", "data:\n  root: two\ntrain:\n  learning_rate: 0.01\n")
     cfg = load_config([a, b])
-    assert cfg.data.root == "two"
+    assert cfg.data.root == str(tmp_path / "two")  # read from b.yaml's folder
     assert cfg.data.batch_size == 8  # kept from a: nested sections merge, not replace
     assert cfg.train.epochs == 3
     assert cfg.train.learning_rate == 0.01
@@ -198,3 +198,67 @@ def test_repo_configs_are_valid():
     repo = Path(__file__).resolve().parents[1]
     for path in sorted((repo / "configs").glob("*.yaml")):
         assert isinstance(load_config([path]), Config), path
+
+
+def test_home_is_expanded_in_path_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    a = write(tmp_path / "a.yaml", "data:\n  root: ~/photos\neval:\n  baseline: ~/m.json\n")
+    cfg = load_config([a], ["output.dir=~/runs", "data.cache_dir=~/cache", "explain.output_dir=~/cams"])
+    assert cfg.data.root == str(tmp_path / "photos")  # YAML: no shell ever saw it
+    assert cfg.eval.baseline == str(tmp_path / "m.json")
+    assert (cfg.output.dir, cfg.data.cache_dir) == (str(tmp_path / "runs"), str(tmp_path / "cache"))
+    assert cfg.explain.output_dir == str(tmp_path / "cams")
+    assert load_config([], ["data.root=~/flower_photos"]).data.root == str(tmp_path / "flower_photos")
+
+
+def test_relative_paths_in_a_config_file_are_read_from_its_folder(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    (project / "configs").mkdir(parents=True)
+    (project / "configs" / "photos").mkdir()
+    (project / "old").mkdir()
+    cfg_file = write(
+        project / "configs" / "c.yaml",
+        "data:\n  root: photos\n  val_dir: old\n  test_dir: missing\noutput:\n  dir: runs\n",
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config([cfg_file], ["data.train_dir=mine"])
+    assert cfg.data.root == str(project / "configs" / "photos")
+    assert cfg.data.test_dir == str(project / "configs" / "missing")  # the error will name this folder
+    assert cfg.data.train_dir == "mine"  # overrides stay relative to the current folder
+    assert cfg.output.dir == "runs"  # outputs go where imgai runs
+    # A path that exists only from the current folder (configs written before) still works there.
+    monkeypatch.chdir(project)
+    assert load_config(["configs/c.yaml"]).data.val_dir == "old"
+    assert load_config(["configs/c.yaml"]).data.root == "configs/photos"
+
+
+def test_repo_quickstart_config_finds_the_sample_data_from_any_folder(tmp_path, monkeypatch):
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(repo)  # as the README's quick start runs it
+    assert load_config(["configs/cnn.yaml"]).data.root == "data/shapes"
+    monkeypatch.chdir(tmp_path)
+    assert Path(load_config([repo / "configs" / "cnn.yaml"]).data.root) == repo / "data" / "shapes"
+
+
+def test_text_settings_stay_text_in_overrides():
+    cfg = load_config([], ["output.name=007", "data.root=yes", "explain.layer=1e3", "model.weights=null"])
+    assert (cfg.output.name, cfg.data.root, cfg.explain.layer) == ("007", "yes", "1e3")
+    assert cfg.model.weights is None  # null still means empty where empty is allowed
+    assert load_config([], ["data.root="]).data.root is None
+    assert load_config([], ["train.epochs=7"]).train.epochs == 7  # numbers stay numbers
+
+
+def test_mistakes_name_the_fix():
+    with pytest.raises(ImgaiError, match="did you mean train.epochs"):
+        load_config([], ["epochs=3"])  # the key without its section
+    with pytest.raises(ImgaiError) as info:
+        load_config([], ["configs/cnn.yaml"])  # a config file given without --config
+    assert info.value.worded({"config": "--config"}).endswith("pass it as --config configs/cnn.yaml")
+
+
+def test_config_show_lines_are_wrapped_and_list_allowed_values():
+    text = describe_schema()
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert "optimizer: adam  # Optimizer. One of: adam, adamw, sgd, rmsprop." in text

@@ -134,9 +134,14 @@ def test_decode_formats_and_color_modes(tmp_path):
     rgba.save(tmp_path / "b.png")
     frames = [Image.new("RGB", (40, 40), c) for c in ((0, 0, 255), (255, 0, 0))]
     frames[0].save(tmp_path / "c.gif", save_all=True, append_images=frames[1:])
-    for name in ("a.bmp", "a.png", "b.png", "c.gif"):
+    rgb.save(tmp_path / "a.webp", lossless=True)
+    rgb.save(tmp_path / "a.tiff")
+    for name in ("a.bmp", "a.png", "b.png", "c.gif", "a.webp", "a.tiff"):
         arr = decode_image(tmp_path / name, (32, 48))
         assert arr.shape == (32, 48, 3) and arr.dtype == np.uint8
+    png = decode_image(tmp_path / "a.png", (32, 48))
+    for name in ("a.webp", "a.tiff"):  # every extension training reads decodes to the same pixels
+        np.testing.assert_array_equal(decode_image(tmp_path / name, (32, 48)), png)
     gif = decode_image(tmp_path / "c.gif", (32, 32))
     assert gif[..., 2].mean() > 200 and gif[..., 0].mean() < 50  # first frame (blue), not the second
     gray = decode_image(tmp_path / "a.png", (32, 32), color_mode="grayscale")
@@ -292,15 +297,23 @@ def test_a_resumed_run_gets_the_same_epoch_order(flat_dataset):
 
 
 def test_iter_image_files_filters_extensions(tmp_path):
-    for name in ("a.JPG", "b.jpeg", "c.png", "d.gif", "e.bmp", "f.txt", "g.tiff"):
-        (tmp_path / name).write_bytes(b"")
-    assert [Path(p).name for p in iter_image_files(tmp_path)] == [
+    for name in (
         "a.JPG",
         "b.jpeg",
         "c.png",
         "d.gif",
         "e.bmp",
-    ]
+        "f.txt",
+        "g.tiff",
+        "h.WebP",
+        "i.tif",
+        "j.heic",
+    ):
+        (tmp_path / name).write_bytes(b"")
+    ignored: list[str] = []
+    found = [Path(p).name for p in iter_image_files(tmp_path, ignored=ignored)]
+    assert found == ["a.JPG", "b.jpeg", "c.png", "d.gif", "e.bmp", "g.tiff", "h.WebP", "i.tif"]
+    assert [Path(p).name for p in ignored] == ["f.txt", "j.heic"]
 
 
 # ------------------------------------------------------------------------ leak-free splits
@@ -401,3 +414,28 @@ def test_plain_keras_on_full_size_photos_agrees_with_imgai_predict(tmp_path):
     )
     assert np.mean(plain.argmax(1) == imgai.argmax(1)) >= 0.995
     assert np.abs(plain - imgai).max() < 0.01  # the loader's uint8 rounding of the resized pixels
+
+
+def test_progress_shows_rate_and_time_left_on_a_terminal_only(monkeypatch):
+    import io
+    import sys
+
+    from imgai.data import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # a pipe or a log file: nothing written
+    quiet = Progress("decoding", 1000)
+    quiet.update(500)
+    quiet.close()
+    assert not quiet.enabled and sys.stderr.getvalue() == ""
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    bar = Progress("decoding", 1000)
+    for done in (250, 500, 1000):
+        bar.update(done)
+    bar.close()
+    shown = screen.getvalue()
+    assert "decoding" in shown and "images/s" in shown and "left" in shown and "/1000" in shown

@@ -154,3 +154,51 @@ def test_write_report_files(tmp_path):
     )
     assert "training_curves.png" not in {p.name for p in again} and not (out / "training_curves.png").exists()
     assert any("history.csv" in n for n in notes) and "history.csv" in (out / "summary.md").read_text()
+
+
+def test_gallery_shows_the_original_images_up_to_its_cap(tmp_path, monkeypatch):
+    from imgai import plots
+    from imgai.config import EvalConfig
+
+    paths = []
+    for i in range(4):
+        path = tmp_path / f"big{i}.png"
+        Image.fromarray(np.full((300, 400, 3), 50 * i, np.uint8)).save(path)  # larger than the model's 32 px
+        paths.append(str(path))
+    labels = np.array([0, 0, 1, 2])
+    probs = np.array([[0.0001, 0.99985, 0.00005], [0.3, 0.6, 0.1], [0.9, 0.05, 0.05], [0.2, 0.1, 0.7]])
+    metrics = compute_metrics(probs, labels, CLASSES)
+    metrics.update(
+        class_names=CLASSES,
+        model="runs/r/best.keras",
+        model_sha256="ab" * 32,
+        data="d/test",
+        imgai_version="0",
+        keras_version="3",
+        backend="tensorflow",
+        timestamp="now",
+    )
+    shown = {}
+
+    def record(images, captions, path, title):
+        shown.update(images=images, captions=captions, title=title)
+        return path
+
+    monkeypatch.setattr(plots, "plot_gallery", record)
+    info = ModelInfo(tuple(CLASSES), (32, 32), "rgb")
+    write_report(tmp_path / "a", metrics, paths, labels, probs, info, gallery_size=2, log=lambda _m: None)
+    assert len(shown["images"]) == 2 and shown["images"][0].shape[:2] == (180, 240)  # the file, not 32 px
+    first = shown["captions"][0]
+    assert "true: cat <0.1%" in first and "predicted: dog >99.9%" in first and "100%" not in first
+    assert "2 of 3 wrong" in shown["title"] and "eval.gallery_size" in shown["title"]
+    notes = []
+    written = write_report(
+        tmp_path / "b", metrics, paths, labels, probs, info, gallery_size=0, log=notes.append
+    )
+    assert "misclassified.png" not in {p.name for p in written} and any(
+        "gallery_size is 0" in n for n in notes
+    )
+    assert EvalConfig().gallery_size == 16
+    assert "misclassified.png" in EvalConfig.model_fields["gallery_size"].description
+    with pytest.raises(ValueError):
+        EvalConfig(gallery_size=-1)

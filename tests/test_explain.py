@@ -13,7 +13,16 @@ keras = import_keras()
 layers = keras.layers
 
 from imgai.config import ModelConfig  # noqa: E402
-from imgai.explain import cell_geometry, explain_file, find_target_layer, grad_cam, place_heatmap  # noqa: E402
+from imgai.explain import (  # noqa: E402
+    HEAT_FLOOR,
+    cell_geometry,
+    choose_layer,
+    explain_file,
+    find_target_layer,
+    grad_cam,
+    overlay,
+    place_heatmap,
+)
 from imgai.modelfile import ModelInfo, save_model  # noqa: E402
 from imgai.models import create_model  # noqa: E402
 
@@ -102,6 +111,37 @@ def test_place_heatmap_follows_the_geometry():
     assert (row, col) in {(5, 9), (5, 10), (6, 9), (6, 10)}
 
 
+def test_place_heatmap_is_smooth_and_stays_in_range():
+    heat = np.zeros((3, 3), np.float32)
+    heat[1, 1] = 1.0
+    placed = place_heatmap(heat, cell_geometry((), (3, 3), (12, 12)), (12, 12), (120, 120))
+    assert placed.min() >= 0 and placed.max() <= 1
+    # bicubic, not bilinear: no crease where the slope changes at the peak's cell centre
+    profile = placed[60].astype(np.float64)
+    assert np.abs(np.diff(profile, 2)).max() < 0.01
+
+
+def test_overlay_leaves_cool_regions_as_they_are():
+    photo = np.full((4, 4, 3), (40, 60, 200), np.uint8)  # a blue object
+    heat = np.zeros((4, 4), np.float32)
+    heat[0, 0], heat[0, 1] = 1.0, HEAT_FLOOR / 2
+    mixed = overlay(photo, heat)
+    assert (mixed[1:] == photo[1:]).all() and (mixed[0, 1] == photo[0, 1]).all()  # below the floor: untouched
+    assert (mixed[0, 0] != photo[0, 0]).any()
+
+
+def test_coarse_last_map_reads_a_finer_layer_and_says_so():
+    model = tiny_cnn(size=32, filters=(8, 8, 8))  # conv3 is 4x4 on a 32-px image
+    path, note = choose_layer(model)
+    assert path[-1].name == "conv2"
+    assert "'conv3' gives only a 4x4 map" in note and "--layer" in note and "conv2 13x13" in note
+    result = grad_cam(model, np.zeros((1, 32, 32, 3), np.float32))
+    assert result.layer == "conv2" and result.heatmaps.shape[1:] == (13, 13) and result.note == note
+    path, note = choose_layer(model, "conv3")  # asked for: read, and said to be coarse
+    assert path[-1].name == "conv3" and "too coarse" in note and "--layer" in note
+    assert choose_layer(tiny_cnn(size=48, filters=(8, 8, 8)))[1] is None  # 8x8: fine as it is
+
+
 def _shapes(rng, count, size, shapes=("circle", "cross")):
     images, labels, boxes = [], [], []
     for i in range(count):
@@ -152,7 +192,7 @@ def test_explain_file_writes_an_overlay(shapes_model, tmp_path):
     meta = ModelInfo(("circle", "cross"), (size, size), "rgb")
     out = tmp_path / "why.png"
     result = explain_file(model, meta, path, out, class_name="circle")
-    assert result["explained"] == "circle" and result["layer"] == "conv3"
+    assert result["explained"] == "circle" and result["layer"] == "conv3" and result["note"] is None
     with Image.open(out) as png:
         assert png.format == "PNG" and png.size[0] > 300
     with pytest.raises(ImgaiError, match="unknown class 'square'"):
@@ -193,10 +233,16 @@ def test_keras_applications_backbone(nested):
         ).output
     pooled = layers.GlobalAveragePooling2D()(features)
     model = keras.Model(inputs, layers.Dense(2, activation="softmax")(pooled))
-    result = grad_cam(model, np.random.default_rng(1).uniform(0, 255, (2, 64, 64, 3)))
-    assert result.heatmaps.shape == (2, 2, 2)
-    assert result.layer == ("mobilenetv2_0.35_64" if nested else "out_relu")
+    x = np.random.default_rng(1).uniform(0, 255, (2, 64, 64, 3))
+    last = "mobilenetv2_0.35_64" if nested else "out_relu"
+    result = grad_cam(model, x, layer=last)
+    assert result.heatmaps.shape == (2, 2, 2) and result.layer == last
     assert result.geometry.scale == (32.0, 32.0)  # five stride-2 stages
+    assert "2x2 map, too coarse" in result.note
+    # By default a 2x2 map is passed over for the last one of 8x8 (stride 8), and the note says so.
+    finer = grad_cam(model, x)
+    assert finer.heatmaps.shape == (2, 8, 8) and finer.geometry.scale == (8.0, 8.0)
+    assert f"'{finer.layer}' (8x8) instead" in finer.note
 
 
 # Grad-CAM of a saved model on the JAX backend, TensorFlow blocked; prints the heat maps as JSON.

@@ -76,8 +76,9 @@ def test_ctrl_c_inside_the_first_save_says_nothing_was_saved(split_dataset, tmp_
 
     monkeypatch.setattr(imgai.modelfile, "save_model", interrupted_save)
     lines: list[str] = []
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as info:
         train(tiny(split_dataset, tmp_path, "train.epochs=2"), name="cc", log=lines.append)
+    assert info.value.imgai_reported  # so the CLI adds no second "Interrupted." line
     assert any("before the first epoch was saved: nothing to resume" in line for line in lines), lines
     assert not any("epoch(s) saved" in line for line in lines)
     assert not (tmp_path / "runs" / "cc").exists()

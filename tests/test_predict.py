@@ -13,6 +13,7 @@ from imgai.predict import (
     PredictionRow,
     collect_paths,
     format_rows,
+    ignored_note,
     iter_prediction_rows,
     iter_predictions,
     write_rows,
@@ -53,6 +54,15 @@ def test_collect_paths_folders_globs_and_problems(tree):
     assert files == [] and problems[0][1] == "no file matches this pattern"
 
 
+def test_folders_and_patterns_leave_out_non_images_with_a_note(tree):
+    ignored: list[str] = []
+    files, problems = collect_paths([str(tree / "a"), str(tree / "a" / "*")], ignored)
+    assert not problems and str(tree / "a" / "notes.txt") not in files
+    assert ignored == [str(tree / "a" / "notes.txt")] * 2  # once from the folder, once from the pattern
+    assert ignored_note(ignored) == "Skipped 2 file(s) that are not images (.txt 2): notes.txt, notes.txt"
+    assert ignored_note([]) is None
+
+
 @pytest.fixture(scope="module")
 def model():
     from imgai.quiet import import_keras
@@ -80,7 +90,7 @@ def test_streaming_keeps_order_and_reports_bad_files(model, tree):
         str(tree / "gone.png").replace(str(tree) + "/", ""),
     ]
     assert [r.error is None for r in rows] == [True, True, False, True, True, False]
-    assert "cannot read image" in rows[2].error
+    assert "cannot read image" in rows[2].error and "object at 0x" not in rows[2].error
 
     # Small chunks (2 images) give the same numbers as one big chunk.
     files, _ = collect_paths([str(tree / "a"), str(tree / "c")])

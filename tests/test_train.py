@@ -62,6 +62,12 @@ def test_deterministic_config_gives_identical_history_twice(split_dataset, tmp_p
     assert_same_weights(weights_of(first.run_dir / "last.keras"), weights_of(second.run_dir / "last.keras"))
     assert any("Deterministic mode" in line for line in log)
     assert any("cosine schedule" in line for line in log)
+    # Training ends with its curves in the run folder and the commands to run next.
+    assert (first.run_dir / "training_curves.png").stat().st_size > 10_000
+    assert f"Training curves: {first.run_dir / 'training_curves.png'}" in log
+    runs = f"--runs-dir {tmp_path / 'runs'}"
+    assert any(line.startswith(f"  imgai eval --run two {runs}") for line in log[-3:])
+    assert any(line.startswith(f"  imgai predict IMAGE_OR_FOLDER... --run two {runs}") for line in log[-3:])
 
 
 def test_user_callbacks_see_every_epoch_of_train_and_resume(split_dataset, tmp_path):
@@ -79,16 +85,43 @@ def test_user_callbacks_see_every_epoch_of_train_and_resume(split_dataset, tmp_p
             self.ended.append((epoch, sorted(logs or {})))
 
     first = Recorder()
+    lines: list[str] = []
     result = train(
-        tiny_config(split_dataset, tmp_path, "train.epochs=2"), log=lambda _: None, callbacks=[first]
+        tiny_config(split_dataset, tmp_path, "train.epochs=2"), log=lines.append, callbacks=[first]
     )
     assert first.begun == [0, 1] and [epoch for epoch, _ in first.ended] == [0, 1]
     # After imgai's own callbacks: the learning rate they log is there too.
     assert all({"loss", "val_loss", "learning_rate"} <= set(keys) for _, keys in first.ended)
     assert len(history(result.run_dir)) == 2
+    # One line per epoch, under 80 columns, without the learning rate; '* best' where best.keras was written.
+    epochs = [line for line in lines if line.startswith("Epoch ")]
+    assert [line.split()[1] for line in epochs] == ["1/2", "2/2"] and epochs[0].endswith("* best")
+    assert all(len(line) <= 80 and "learning_rate" not in line and "val_acc " in line for line in epochs)
+    assert epochs[1].endswith("* best") == (result.best_epoch == 2)
     later = Recorder()
-    resume(result.run_dir, ["train.epochs=3"], log=lambda _: None, callbacks=[later])
+    (result.run_dir / "training_curves.png").unlink()
+    resumed: list[str] = []
+    resume(result.run_dir, ["train.epochs=3"], log=resumed.append, callbacks=[later])
     assert later.begun == [2] and [epoch for epoch, _ in later.ended] == [2]
+    assert any(line.startswith("Training for 1 more epoch(s), 3 to 3,") for line in resumed), resumed
+    assert (result.run_dir / "training_curves.png").is_file() and "Next:" in resumed  # redrawn after a resume
+
+
+def test_epoch_line_fits_80_columns():
+    from imgai.train import epoch_line
+
+    logs = {
+        "loss": 0.3214,
+        "accuracy": 0.8812,
+        "val_loss": 0.4312,
+        "val_accuracy": 0.8512,
+        "learning_rate": 1e-3,
+    }
+    logs["top5_accuracy"] = logs["val_top5_accuracy"] = 0.97
+    line = epoch_line(100, 100, 1234.4, logs, new_best=True)
+    assert line == "Epoch 100/100 1234s loss 0.3214 acc 0.8812 val_loss 0.4312 val_acc 0.8512 * best"
+    assert len(line) <= 80
+    assert epoch_line(3, 15, 2.0, {"loss": 1.0}, new_best=False) == "Epoch 3/15 2s loss 1.0000"
 
 
 def test_early_stopping_restores_best_weights_and_is_not_resumed(split_dataset, tmp_path):

@@ -236,6 +236,7 @@ class ExplainResult:
     explained: str
     explained_probability: float
     layer: str
+    note: str | None = None  # e.g. the last feature map was coarse and a finer layer was read
 
 
 def explain(

@@ -278,22 +278,38 @@ def describe(aug) -> str:
 # Preview
 
 
-def _label_text(label: np.ndarray, class_names: list[str]) -> str:
-    """The class name, or the two largest shares when MixUp / CutMix blended two labels."""
-    order = np.argsort(label)[::-1]
-    if label[order[0]] >= 0.999:
-        return class_names[order[0]]
-    return " / ".join(f"{class_names[i]} {label[i]:.2f}" for i in order[:2] if label[i] > 0.005)
+def _mix_caption(mix: np.ndarray, labels: np.ndarray, class_names: list[str]) -> str:
+    """What one augmented image is made of and the label it trains with. ``mix`` is the image's
+    row of the mixing matrix (its share of each picked image; MixUp / CutMix blend two), and
+    ``labels`` the class of each picked image."""
+    from imgai.plots import percent
+
+    sources = [int(j) for j in np.argsort(mix)[::-1] if mix[j] > 1e-4][:2]
+    if len(sources) < 2:  # not mixed (or mixed with itself)
+        return class_names[labels[sources[0]]]
+    first, second = (class_names[labels[j]] for j in sources)
+    shares = f"{percent(mix[sources[0]])} + {percent(mix[sources[1]])}"
+    if first == second:  # the training label is the class alone, however the images were blended
+        return f"{first} 100%\n(two {first} images, {shares})"
+    return f"{first} {percent(mix[sources[0]])}, {second} {percent(mix[sources[1]])}"
 
 
 def preview(config, output: str | Path, count: int = 16, log=print) -> Path:
-    """Write a PNG grid of ``count`` augmented training images with their labels.
+    """Write a PNG of ``count`` training images, each beside its augmented version.
 
-    The images are the first ``count`` of the shuffled training split, augmented exactly as the
-    first training batch of epoch 1 would be.
+    The images are a seeded random pick from the training split, decoded at ``data.image_size``
+    as the model gets them. They are augmented by the training augmentation (same layers,
+    settings and seeds as epoch 1's first batch) as one batch of their own, so the picture shows
+    the kind and strength of the changes, not the exact images of a training batch. An image
+    blended by MixUp or CutMix is captioned with the label it trains with and, when both sources
+    are of one class, their shares. With no augmentation configured the images are shown alone.
     """
+    import textwrap
+
+    from matplotlib.figure import Figure
+
     from imgai.data import load_images, resolve_splits
-    from imgai.plots import new_figure, save_figure
+    from imgai.plots import save_figure
 
     output = Path(output)
     if output.suffix.lower() != ".png":
@@ -311,25 +327,56 @@ def preview(config, output: str | Path, count: int = 16, log=print) -> Path:
     if len(decoded) == 0:
         raise ImgaiError(f"none of the {len(order)} picked training images could be read")
     class_names = splits.class_names
-    channels = spec.channels
-    labels = np.eye(len(class_names), dtype=np.float32)[decoded.labels]
-    images = decoded.images.astype(np.float32)
-    augmenter = Augmenter(config.augment, spec, config.seed)
-    images, labels = augmenter(images, labels, 0, 0)
+    originals = decoded.images.astype(np.float32)
+    n = len(originals)
+    active = config.augment.is_active()
+    if active:
+        # Each image its own "class": the mixed labels then say which images were blended, and
+        # in what shares (the layers' random draws do not depend on the label values).
+        augmenter = Augmenter(config.augment, spec, config.seed)
+        augmented, mixes = augmenter(originals, np.eye(n, dtype=np.float32), 0, 0)
     log(f"Augmentation: {describe(config.augment)}")
 
-    n = len(images)
-    cols = int(np.ceil(np.sqrt(n)))
-    rows = int(np.ceil(n / cols))
-    fig, axes = new_figure(rows, cols, figsize=(2.4 * cols, 2.6 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, image, label in zip(axes.flat, images, labels):
+    def show(ax, image, caption):
         pixels = np.clip(image, 0, 255).astype(np.uint8)
-        ax.imshow(pixels[..., 0] if channels == 1 else pixels, cmap="gray" if channels == 1 else None)
-        ax.set_title(_label_text(label, class_names), fontsize=8)
-    fig.suptitle(f"augmented training samples — {describe(config.augment)}", fontsize=9, wrap=True)
-    fig.tight_layout()
+        grey = pixels.shape[-1] == 1
+        ax.imshow(pixels[..., 0] if grey else pixels, cmap="gray" if grey else None, vmin=0, vmax=255)
+        ax.set_title(caption, fontsize=10)
+        ax.axis("off")
+
+    names = [Path(p).name for p in decoded.paths]
+    names = [name if len(name) <= 22 else f"{name[:10]}…{name[-10:]}" for name in names]
+    if active:
+        per_row = min(4, n)
+        rows = int(np.ceil(n / per_row))
+        fig = Figure(figsize=(4.6 * per_row, 2.5 * rows + 0.7), layout="constrained")
+        cells = fig.subfigures(rows, per_row, squeeze=False, wspace=0.03, hspace=0.03)
+        for k, cell in enumerate(cells.flat):
+            if k >= n:
+                continue
+            cell.set_facecolor("0.94")  # one shaded box per original/augmented pair
+            left, right = cell.subplots(1, 2)
+            show(left, originals[k], f"{names[k]}\n{class_names[decoded.labels[k]]}")
+            show(right, augmented[k], "augmented:\n" + _mix_caption(mixes[k], decoded.labels, class_names))
+        title = "Training images (left of each pair) and as augmented for training (right): " + describe(
+            config.augment
+        )
+    else:
+        cols = int(np.ceil(np.sqrt(n)))
+        rows = int(np.ceil(n / cols))
+        fig = Figure(figsize=(2.6 * cols, 2.9 * rows + 0.9), layout="constrained")
+        axes = fig.subplots(rows, cols, squeeze=False)
+        for ax in axes.flat:
+            ax.axis("off")
+        for ax, image, label, name in zip(axes.flat, originals, decoded.labels, names):
+            show(ax, image, f"{name}\n{class_names[label]}")
+        title = "No augmentation configured: showing the training images as the model sees them"
+    image_size = "x".join(str(v) for v in spec.image_size)
+    width = int(8 * fig.get_figwidth())  # characters of 12-pt text across the figure
+    fig.suptitle(textwrap.fill(f"{title} ({n} of {len(splits.train)}, {image_size} px)", width), fontsize=12)
     save_figure(fig, output)
-    log(f"Wrote {n} augmented samples to {output}")
+    what = (
+        "training images beside their augmented versions" if active else "training images (no augmentation)"
+    )
+    log(f"Wrote {n} {what} to {output}")
     return output

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from imgai.errors import ImgaiError
+from imgai.plots import percent
 
 # Findings --fail-on can name, in the order the summary lists them.
 GATE_KINDS = (
@@ -356,7 +357,7 @@ def find_problems(scan_result: Scan, spec, max_distance: int) -> dict:
         common, share = formats[r.label].most_common(1)[0]
         share /= sum(formats[r.label].values())
         if r.format != common and share >= MAJORITY:
-            reasons.append(f"{r.format or 'unknown'} file among {share:.0%} {common} in its class")
+            reasons.append(f"{r.format or 'unknown'} file among {percent(share)} {common} in its class")
         if r.flat:
             reasons.append("placeholder-like: nearly one flat colour")
         if reasons:

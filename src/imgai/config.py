@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
+import os
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +37,11 @@ ADAMW_DEFAULT_WEIGHT_DECAY = 0.004
 MAX_IMAGE_SIDE = 8192
 MAX_UNITS = 65536
 RANDAUGMENT_OPS = 11  # len(keras.layers.RandAugment._AUGMENT_LAYERS) in Keras 3.15
+
+
+def _expand_home(value: str | None) -> str | None:
+    # The shell leaves '~' alone after '=' (data.root=~/photos) and YAML never expands it.
+    return str(Path(value).expanduser()) if isinstance(value, str) and value.startswith("~") else value
 
 
 class _Section(BaseModel):
@@ -85,7 +94,9 @@ class DataConfig(_Section):
         "comfortably in RAM, else disk.",
     )
     cache_dir: str = Field(
-        "~/.cache/imgai", description="Folder of the disk cache (data.cache=disk); safe to delete."
+        "~/.cache/imgai",
+        validate_default=True,  # '~' expanded, so a saved config.yaml reads back the same
+        description="Folder of the disk cache (data.cache=disk); safe to delete.",
     )
     split_groups: Literal["none", "near_duplicates"] = Field(
         "none",
@@ -107,6 +118,11 @@ class DataConfig(_Section):
         "most this many bits (imgai data check, data.split_groups=near_duplicates). 8 finds re-encoded, "
         "resized, brightened and 2 %-per-side cropped copies; at 10 distinct flower photos start to match.",
     )
+
+    @field_validator("root", "train_dir", "val_dir", "test_dir", "cache_dir")
+    @classmethod
+    def _home_expanded(cls, value: str | None) -> str | None:
+        return _expand_home(value)
 
     @field_validator("group_pattern")
     @classmethod
@@ -199,6 +215,11 @@ class ModelConfig(_Section):
         le=MAX_UNITS,
         description="Backbones and sepresnet: units of a hidden Dense layer in the head; 0 = none.",
     )
+
+    @field_validator("weights")
+    @classmethod
+    def _home_expanded(cls, value: str | None) -> str | None:
+        return _expand_home(value)
 
     @field_validator("name")
     @classmethod
@@ -522,6 +543,11 @@ class OutputConfig(_Section):
         None, description="Run folder name; auto-numbered (run1, run2, ...) when empty. Never overwritten."
     )
 
+    @field_validator("dir")
+    @classmethod
+    def _home_expanded(cls, value: str) -> str:
+        return _expand_home(value)
+
 
 class EvalConfig(_Section):
     """Scoring and the quality gate of 'imgai eval': exit code 1 when a check fails (flags win)."""
@@ -542,6 +568,17 @@ class EvalConfig(_Section):
     max_drop: dict[str, float] = Field(
         {}, description="Largest allowed drop per metric below the baseline, e.g. {accuracy: 0.01}."
     )
+    gallery_size: int = Field(
+        16,
+        ge=0,
+        le=400,
+        description="How many of the most confidently wrong images misclassified.png shows; 0 = no gallery.",
+    )
+
+    @field_validator("baseline")
+    @classmethod
+    def _home_expanded(cls, value: str | None) -> str | None:
+        return _expand_home(value)
 
     @field_validator("fail_under", "fail_over", "max_drop")
     @classmethod
@@ -577,6 +614,11 @@ class ExplainConfig(_Section):
 
     output_dir: str = Field(".", description="Folder of the IMAGE-NAME_gradcam.png files.")
     layer: str | None = Field(None, description="Feature-map layer to read; empty = the last 4-D one.")
+
+    @field_validator("output_dir")
+    @classmethod
+    def _home_expanded(cls, value: str) -> str:
+        return _expand_home(value)
 
 
 class Config(_Section):
@@ -627,8 +669,30 @@ def defaults() -> Config:
 # Loading, merging, overriding
 
 
+# Paths a config file names to read from. Relative ones are read from the file's folder, so a
+# config works from any folder; a path that exists only relative to the current folder (how
+# configs were read before) still works. Output folders stay relative to the current folder.
+INPUT_PATHS = (("data", "root"), ("data", "train_dir"), ("data", "val_dir"), ("data", "test_dir"),
+               ("eval", "baseline"), ("model", "weights"))  # fmt: skip
+
+
+def anchor_paths(data: dict[str, Any], folder: str | Path) -> dict[str, Any]:
+    """``data`` (one config file's mapping) with its relative input paths resolved from ``folder``."""
+    data = copy.deepcopy(data)
+    for section, key in INPUT_PATHS:
+        values = data.get(section)
+        value = values.get(key) if isinstance(values, dict) else None
+        if not isinstance(value, str) or not value or value.startswith("~") or Path(value).is_absolute():
+            continue
+        beside_file = Path(os.path.normpath(Path(folder) / value))
+        if beside_file.exists() or (key != "weights" and not Path(value).exists()):
+            values[key] = str(beside_file)  # when neither exists, the error names the file's folder
+    return data
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read one YAML config file into a dict, with user-facing errors."""
+    """Read one YAML config file into a dict, with user-facing errors; relative input paths in it
+    are resolved from the file's folder (see :func:`anchor_paths`)."""
     path = Path(path)
     if not path.is_file():
         if path.exists():  # checked before opening: a FIFO would block the read forever
@@ -653,7 +717,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ImgaiError(f"config file '{path}' must hold a mapping of sections (data:, model:, ...)")
-    return data
+    return anchor_paths(data, path.parent)
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -667,14 +731,48 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+@functools.cache
+def _text_fields(model: type[BaseModel], prefix: str = "") -> dict[str, bool]:
+    """Dotted keys whose value is plain text, mapped to whether it may be empty (str | None)."""
+    fields: dict[str, bool] = {}
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            fields.update(_text_fields(annotation, f"{prefix}{name}."))
+        elif annotation is str or (
+            typing.get_origin(annotation) in (typing.Union, types.UnionType)
+            and set(typing.get_args(annotation)) == {str, type(None)}
+        ):
+            fields[f"{prefix}{name}"] = annotation is not str
+    return fields
+
+
+_YAML_NULLS = ("", "~", "null", "Null", "NULL")
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"train.epochs=5"`` -> (["train", "epochs"], 5). Values are parsed as YAML."""
+    """``"train.epochs=5"`` -> (["train", "epochs"], 5). Values are parsed as YAML, except for text
+    settings: ``output.name=007`` and ``data.root=yes`` stay the strings they look like."""
     key, sep, raw = text.partition("=")
     key = key.strip()
+    if not sep and text.lower().endswith((".yaml", ".yml")):
+        shown = short_repr(text)
+        raise ImgaiError(
+            f"{shown} is a config file, not a key.sub=value override: pass it as `config` {shown[1:-1]}"
+        )
     if not sep or not key or any(not part for part in key.split(".")) or len(key) > 200:
         raise ImgaiError(
             f"override {short_repr(text)} is not of the form key.sub=value (for example train.epochs=5)"
         )
+    text_fields = _text_fields(Config)
+    if key in text_fields:
+        if len(raw) > boundedyaml.MAX_SCALAR:
+            raise ImgaiError(
+                f"override {short_repr(key)} holds a value of {len(raw):,} characters: give a plain value"
+            )
+        if text_fields[key] and raw.strip() in _YAML_NULLS:  # data.root= / model.weights=null: empty
+            return key.split("."), None
+        return key.split("."), raw.strip()
     try:
         value = boundedyaml.load(raw) if raw.strip() else None
     except boundedyaml.YamlLimitError as exc:
@@ -723,6 +821,8 @@ def _check_unknown_keys(data: dict[str, Any], model: type[BaseModel], prefix: st
             # Compare bare names first (the shared prefix would make every sibling look close),
             # then dotted paths anywhere, for a key put in the wrong section.
             close = [f"{prefix}{m}" for m in difflib.get_close_matches(str(key), siblings, n=1, cutoff=0.6)]
+            # A key without its section (epochs=3): the setting of that name in whichever section has it.
+            close = close or sorted(path for path in known if path.endswith(f".{key}"))[:1]
             close = close or difflib.get_close_matches(str(dotted), list(known), n=1, cutoff=0.75)
             valid = ", ".join(f"{prefix}{name}" for name in siblings)
             hint = f"; did you mean {close[0]}?" if close else f"; valid keys here: {valid}"
@@ -788,6 +888,25 @@ def load_config(files: list[str | Path] | tuple = (), overrides: list[str] | tup
     return build_config(merged)
 
 
+def check_config_file(path: str | Path, overrides: list[str] | tuple = ()) -> list[str]:
+    """Validate one config file (with ``overrides``); raises on an error, returns warnings: the
+    folders and files it names that do not exist here (training would stop on them)."""
+    config = load_config([path], overrides)
+    warnings = []
+    data = config.data
+    if not data.root and not data.train_dir:
+        warnings.append("data.root is not set: training needs it (add data.root=DIR when training)")
+    for key in ("root", "train_dir", "val_dir", "test_dir"):
+        folder = getattr(data, key)
+        if folder and not Path(folder).is_dir():
+            warnings.append(f"data.{key} '{folder}' is not a folder here: training would stop on it")
+    if config.eval.baseline and not Path(config.eval.baseline).is_file():
+        warnings.append(
+            f"eval.baseline '{config.eval.baseline}' does not exist here: the gate would stop on it"
+        )
+    return warnings
+
+
 def load_sections(
     files: list[str | Path] | tuple = (), sections: tuple[str, ...] = ("eval", "infer", "output"), **updates
 ) -> Config:
@@ -815,6 +934,39 @@ def dump_config(config: Config) -> str:
     return yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None)
 
 
+HELP_WIDTH = 100  # 'imgai config show' lines: readable in a terminal, no 250-character lines
+
+
+def _help_with_choices(field) -> str:
+    """The field's help, ending in its allowed values when they are a fixed list not yet named."""
+    text = field.description or ""
+    annotation = field.annotation
+    choices = [
+        value
+        for arg in (annotation, *typing.get_args(annotation))
+        if typing.get_origin(arg) is Literal
+        for value in typing.get_args(arg)
+    ]
+    if choices and not all(str(c) in text for c in choices):
+        text = f"{text.rstrip('.')}. One of: {', '.join(map(str, choices))}."
+    return text
+
+
+def _commented(line: str, help_text: str, indent: str) -> list[str]:
+    """``line  # help`` wrapped to HELP_WIDTH, the rest as comment lines under it (still YAML)."""
+    import textwrap
+
+    if not help_text:
+        return [line]
+    first, *rest = textwrap.wrap(
+        help_text, HELP_WIDTH, initial_indent=f"{line}  # ", subsequent_indent=f"{indent}  # "
+    ) or [line]
+    if len(first) <= len(line) + 4:  # the key and value alone fill the line: help below it
+        return [line, *textwrap.wrap(help_text, HELP_WIDTH, initial_indent=f"{indent}  # ",
+                                     subsequent_indent=f"{indent}  # ")]  # fmt: skip
+    return [first, *rest]
+
+
 def describe_schema() -> str:
     """Defaults with their help text, as commented YAML (used by ``imgai config show``)."""
     lines: list[str] = []
@@ -834,8 +986,7 @@ def describe_schema() -> str:
             if rendered.endswith("\n..."):
                 rendered = rendered[: -len("\n...")]
             rendered = rendered.removesuffix("...").strip()
-            help_text = f"  # {field.description}" if field.description else ""
-            lines.append(f"{indent}{name}: {rendered}{help_text}")
+            lines.extend(_commented(f"{indent}{name}: {rendered}", _help_with_choices(field), indent))
 
     emit(Config, defaults(), "")
     return "\n".join(lines) + "\n"

@@ -45,7 +45,8 @@ import numpy as np
 from imgai.errors import ImgaiError
 from imgai.text import printable
 
-IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+# The one list of file types training, data check and predict read (Pillow decodes every one).
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 # Decoded pixels per image above which a file is skipped (data.max_image_pixels): a 108 Mpx phone
 # photo decodes at 1/2 scale or less for any model input, so only crafted or scientific images hit it.
 NOT_FOLLOWED = "directory link to a folder already scanned: not followed"
@@ -758,25 +759,46 @@ def default_workers(workers: int = 0) -> int:
 
 
 class Progress:
-    """A one-line progress counter on stderr; quiet when stderr is not a terminal."""
+    """A live progress line on stderr (rich, which Keras installs): bar, count, rate and time left.
+    Quiet when stderr is not a terminal (logs, pipes, CI) and for work too small to watch."""
 
-    def __init__(self, label: str, total: int, enabled: bool = True):
-        self.label, self.total = label, total
-        self.enabled = enabled and total >= 200 and sys.stderr.isatty()
+    def __init__(
+        self, label: str, total: int, enabled: bool = True, unit: str = "images", min_total: int = 200
+    ):
+        self.label, self.total, self.unit = label, total, unit
+        self.enabled = enabled and total >= min_total and sys.stderr.isatty()
         self.start = time.perf_counter()
-        self.last = 0.0
+        self._bar = None
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+            from rich.progress import Progress as Bar
+
+            self._bar = Bar(
+                TextColumn("  {task.description}"),
+                BarColumn(bar_width=24),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeRemainingColumn(),
+                TextColumn("left"),
+                console=Console(file=sys.stderr),
+                transient=True,  # the finished bar leaves no line behind
+                redirect_stdout=False,  # stdout stays where the user sent it (rows, logs)
+                redirect_stderr=False,
+            )
+            self._task = self._bar.add_task(label, total=total, rate="")
+            self._bar.start()
 
     def update(self, done: int) -> None:
-        now = time.perf_counter()
-        if self.enabled and (now - self.last > 0.2 or done == self.total):
-            self.last = now
-            sys.stderr.write(f"\r  {self.label}: {done}/{self.total}")
-            sys.stderr.flush()
+        if self._bar is not None:
+            seconds = time.perf_counter() - self.start
+            rate = f"{done / seconds:,.0f} {self.unit}/s" if seconds > 0 and done else ""
+            self._bar.update(self._task, completed=done, rate=rate)
 
     def close(self) -> float:
-        if self.enabled:
-            sys.stderr.write("\r" + " " * (len(self.label) + 30) + "\r")
-            sys.stderr.flush()
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
         return time.perf_counter() - self.start
 
 

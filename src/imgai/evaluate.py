@@ -211,15 +211,16 @@ def evaluate(
     output_dir: str | Path | None = None,
     gate: EvalConfig | None = None,
     top_k: int | None = None,
-    gallery_size: int = 16,
+    gallery_size: int | None = None,
 ) -> dict:
     """Score ``model_path`` on ``data_dir`` (or its run's test/val split), run the quality gate
     ``gate`` (see :func:`eval_settings`), and write the report (metrics.json, CSVs, plots,
     summary.md) beside the model or into ``output_dir``. Returns the metrics;
     ``metrics["gate"]["passed"]`` says whether it may ship. ``batch_size`` and ``top_k`` left
-    empty take ``infer.batch_size`` and ``eval.top_k`` (``gate``'s, else the defaults)."""
+    empty take ``infer.batch_size`` and ``eval.top_k`` (``gate``'s, else the defaults), and
+    ``gallery_size`` (images in misclassified.png) ``eval.gallery_size``."""
     from imgai.artifacts import load_any_model
-    from imgai.config import InferConfig
+    from imgai.config import EvalConfig, InferConfig
     from imgai.predict import iter_predictions
     from imgai.report import write_report
 
@@ -227,6 +228,8 @@ def evaluate(
     baseline = check_gate(gate) if gate is not None else None  # a mistake fails before the slow part
     batch_size = batch_size or InferConfig().batch_size
     top_k = top_k if top_k is not None else (gate.top_k if gate is not None else None)
+    if gallery_size is None:
+        gallery_size = (gate or EvalConfig()).gallery_size
     model, info = load_any_model(model_path)  # a .keras file, or an exported artifact and its runtime
     classes = list(info.class_names)
     files = (

@@ -9,7 +9,8 @@ It works on any model in the registry without knowing its layers by name:
 * :func:`find_target_layer` walks the functional graph in order, recursing into nested
   sub-models (e.g. a pretrained backbone used as one layer), and picks the last layer whose
   output is a 4-D (batch, height, width, channels) feature map, skipping a trailing pooling or
-  dropout layer so the map keeps its resolution;
+  dropout layer so the map keeps its resolution; :func:`choose_layer` passes over a coarse last
+  map (a few cells a side, e.g. a 32-px model's) for a finer earlier one, and says so;
 * :func:`grad_cam` re-runs the model's graph with that layer intercepted, so its activation can be
   recorded, and scores the class on the logits (the softmax is bypassed, so a confident
   prediction does not give vanishing gradients).
@@ -21,6 +22,7 @@ one-line error.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -96,6 +98,63 @@ def find_target_layer(model, name: str | None = None) -> tuple:
             "the model has no convolutional feature map (no layer with a 4-D output), so Grad-CAM cannot explain it"
         )
     return candidates[-1]
+
+
+# A map with at most this many cells on a side is coarse: each cell covers a quarter or more of
+# the image, so the heat can only say "this side", not "this object" (a 32-px classic CNN reads 4x4).
+COARSE_SIDE = 4
+FINE_SIDE = 2 * COARSE_SIDE  # what an earlier layer must have to be worth reading instead
+# Input preprocessing has a 4-D output at full resolution but no features: never a fallback.
+# Nor are paddings and crops: the same map as the layer before, with a border.
+_NOT_A_FALLBACK = (
+    "Resizing",
+    "Rescaling",
+    "Normalization",
+    "CenterCrop",
+    "Random",
+    "ZeroPadding",
+    "Cropping",
+)
+
+
+def _map_size(path: tuple) -> tuple[int, int] | None:
+    try:
+        height, width = path[-1].output.shape[1:3]
+    except (AttributeError, ValueError, RuntimeError, TypeError):
+        return None
+    return (int(height), int(width)) if height and width else None
+
+
+def _describe_layers(candidates: list[tuple]) -> str:
+    shown = []
+    for path in candidates[-6:]:
+        size = _map_size(path)
+        shown.append(path[-1].name + (f" {size[0]}x{size[1]}" if size else ""))
+    return ", ".join(shown)
+
+
+def choose_layer(model, name: str | None = None) -> tuple[tuple, str | None]:
+    """The layer Grad-CAM reads (as :func:`find_target_layer`) and a note for people, or None.
+
+    When no ``name`` is given and the last feature map is coarse (at most :data:`COARSE_SIDE`
+    cells on a side), the last earlier feature map with at least :data:`FINE_SIDE` cells is read
+    instead, and the note says so; a coarse map that is asked for, or that has no finer
+    alternative, is read with a note saying that it is coarse and how to choose another."""
+    path = find_target_layer(model, name)
+    size = _map_size(path)
+    if size is None or min(size) > COARSE_SIDE:
+        return path, None
+    candidates = [
+        c for c in _candidates(model) if not any(p in c[-1].__class__.__name__ for p in _NOT_A_FALLBACK)
+    ]
+    finer = [c for c in candidates[: candidates.index(path)] if (s := _map_size(c)) and min(s) >= FINE_SIDE]
+    coarse = f"layer '{path[-1].name}' gives only a {size[0]}x{size[1]} map, too coarse to point at an object"
+    choose = f"layers to choose from with --layer NAME (or explain.layer): {_describe_layers(candidates)}"
+    if name is None and finer:
+        chosen = finer[-1]
+        h, w = _map_size(chosen)
+        return chosen, f"{coarse}; reading the finer '{chosen[-1].name}' ({h}x{w}) instead. The {choose}"
+    return path, f"{coarse}: the heat shows only which part of the image mattered. The {choose}"
 
 
 def _logit_layer(model):
@@ -196,16 +255,18 @@ class Explanation:
     class_indices: np.ndarray  # (N,) the class each heat map explains
     layer: str  # name of the layer read
     geometry: CellGeometry | None = None  # where the cells sit in the model-sized image
+    note: str | None = None  # for people: the map is coarse, or a finer layer was read instead
 
 
 def grad_cam(model, images: np.ndarray, class_indices=None, layer: str | None = None) -> Explanation:
     """Grad-CAM for a batch of images (N, H, W, C) with pixel values 0..255, at the model's image
     size (as :func:`imgai.data.decode_image` gives them). ``class_indices``: one per image, or
-    None for each image's predicted class."""
+    None for each image's predicted class. ``layer``: the name of the layer to read, or None for
+    :func:`choose_layer`'s pick (``result.note`` then says when the last map was too coarse)."""
     from imgai.backend import activation_gradients
 
     images = np.asarray(images, dtype=np.float32)
-    path = find_target_layer(model, layer)
+    path, note = choose_layer(model, layer)
     indices = (
         None
         if class_indices is None
@@ -223,7 +284,7 @@ def grad_cam(model, images: np.ndarray, class_indices=None, layer: str | None = 
     chosen = probabilities.argmax(axis=1) if indices is None else np.asarray(indices)
     geometry = cell_geometry(path, cams.shape[1:3], images.shape[1:3])
     return Explanation(
-        cams.astype(np.float32), probabilities, chosen.astype(np.int64), path[-1].name, geometry
+        cams.astype(np.float32), probabilities, chosen.astype(np.int64), path[-1].name, geometry, note
     )
 
 
@@ -335,37 +396,59 @@ def cell_geometry(path: tuple, feature_shape: tuple[int, int], image_size: tuple
     return CellGeometry(tuple(scales), tuple(offsets))
 
 
+def _cubic_weights(cells: np.ndarray, count: int) -> np.ndarray:
+    """(len(cells), count) weights of Keys' cubic convolution (a = -0.5, as in bicubic image
+    resizing) that read a row of ``count`` cells at the fractional positions ``cells``; the
+    edge cells are repeated past the ends."""
+    base = np.floor(cells).astype(int)
+    weights = np.zeros((len(cells), count))
+    rows = np.arange(len(cells))
+    for k in (-1, 0, 1, 2):
+        distance = np.abs(cells - (base + k))
+        w = np.where(
+            distance <= 1,
+            1.5 * distance**3 - 2.5 * distance**2 + 1,
+            np.where(distance < 2, -0.5 * distance**3 + 2.5 * distance**2 - 4 * distance + 2, 0.0),
+        )
+        np.add.at(weights, (rows, np.clip(base + k, 0, count - 1)), w)
+    return weights
+
+
 def place_heatmap(
     heatmap: np.ndarray, geometry: CellGeometry, model_size: tuple[int, int], out_size: tuple[int, int]
 ) -> np.ndarray:
-    """The cell heat map resampled (bilinear, edges held) onto an ``out_size`` image whose content
-    is the ``model_size`` image the model saw."""
+    """The cell heat map resampled onto an ``out_size`` image whose content is the
+    ``model_size`` image the model saw: each cell's value sits on the pixel its centre maps to
+    (``geometry``), smoothly in between (bicubic: bilinear leaves creases and star-shaped
+    strips across a coarse map), held past the outermost cell centres, and kept in [0, 1]."""
     axes = []
     for axis in (0, 1):
         pixels = np.arange(out_size[axis], dtype=np.float64)
         model_pixels = (pixels + 0.5) * model_size[axis] / out_size[axis] - 0.5
         cells = (model_pixels - geometry.offset[axis]) / geometry.scale[axis]
-        axes.append(np.clip(cells, 0, heatmap.shape[axis] - 1))
+        cells = np.clip(cells, 0, heatmap.shape[axis] - 1)
+        axes.append(_cubic_weights(cells, heatmap.shape[axis]))
     rows, cols = axes
-    r0 = np.floor(rows).astype(int)
-    c0 = np.floor(cols).astype(int)
-    r1 = np.minimum(r0 + 1, heatmap.shape[0] - 1)
-    c1 = np.minimum(c0 + 1, heatmap.shape[1] - 1)
-    fr = (rows - r0)[:, None]
-    fc = (cols - c0)[None, :]
-    top = heatmap[np.ix_(r0, c0)] * (1 - fc) + heatmap[np.ix_(r0, c1)] * fc
-    bottom = heatmap[np.ix_(r1, c0)] * (1 - fc) + heatmap[np.ix_(r1, c1)] * fc
-    return (top * (1 - fr) + bottom * fr).astype(np.float32)
+    return np.clip(rows @ heatmap.astype(np.float64) @ cols.T, 0.0, 1.0).astype(np.float32)
 
 
-def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.65) -> np.ndarray:
-    """The heat map (already at the image's size) coloured with 'jet' and blended on the image."""
+DISPLAY_SIDE = 480  # a photo smaller than this is shown enlarged (whole multiples)
+HEAT_COLORMAP = "turbo"  # blue (none) to red (most): the scale of the heat-only panel and the overlay
+HEAT_FLOOR = 0.2  # below this share of the peak a region is left uncoloured in the overlay
+
+
+def overlay(
+    image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.6, floor: float = HEAT_FLOOR
+) -> np.ndarray:
+    """The heat map (already at the image's size) coloured and blended on the image, each pixel
+    as strongly as it is hot: below ``floor`` the photo is left as it is (so a blue object is not
+    mistaken for a cold region), at the peak the colour covers ``alpha`` of it."""
     import matplotlib
 
+    heat = np.clip(heatmap, 0, 1)
     rgb = image if image.shape[-1] == 3 else np.repeat(image[..., :1], 3, axis=-1)
-    colours = matplotlib.colormaps["jet"](np.clip(heatmap, 0, 1))[..., :3] * 255
-    # Cool regions let the photo through; hot regions are coloured more strongly.
-    weight = alpha * (0.3 + 0.7 * np.sqrt(np.clip(heatmap, 0, 1)))[..., None]
+    colours = matplotlib.colormaps[HEAT_COLORMAP](heat)[..., :3] * 255
+    weight = (alpha * np.clip((heat - floor) / (1 - floor), 0, 1))[..., None]
     return np.clip(rgb * (1 - weight) + colours * weight, 0, 255).astype(np.uint8)
 
 
@@ -398,6 +481,10 @@ def explain_file(
         raise ImgaiError(f"cannot read image '{image_path}': {describe_decode_error(exc)}") from None
     wanted = None if class_name is None else class_names.index(class_name)
     result = grad_cam(model, pixels[None], wanted, layer)
+    # A small photo is enlarged pixel for pixel, so the heat over it is drawn smoothly at the
+    # size it is shown (matplotlib would enlarge a small heat map into blocks).
+    repeat = max(1, -(-DISPLAY_SIDE // max(shown.shape[:2])))
+    shown = np.repeat(np.repeat(shown, repeat, axis=0), repeat, axis=1)
     heat = place_heatmap(result.heatmaps[0], result.geometry, pixels.shape[:2], shown.shape[:2])
     probabilities = result.probabilities[0]
     predicted = int(probabilities.argmax())
@@ -405,16 +492,31 @@ def explain_file(
 
     # A 1x10000 strip would otherwise ask matplotlib for a figure thousands of inches tall.
     aspect = min(max(shown.shape[0] / shown.shape[1], 0.25), 4.0)
-    fig, axes = plots.new_figure(1, 2, figsize=(10, 5 * aspect + 0.9), layout="constrained")
+    fig, axes = plots.new_figure(1, 3, figsize=(15, 4.6 * aspect + 1.5), layout="constrained")
     axes[0].imshow(shown)
     axes[0].set_title(printable(Path(image_path).name))
     axes[1].imshow(overlay(shown, heat))
-    axes[1].set_title(f"Grad-CAM for '{printable(class_names[explained])}' ({probabilities[explained]:.0%})")
+    # Outlines at half and 80 % of the peak stay visible where the colour matches the photo's own.
+    if min(heat.shape) >= 2 and heat.max() - heat.min() > 0.05:  # (a 1-pixel strip has no outline)
+        axes[1].contour(heat, levels=[0.5, 0.8], colors="white", linewidths=[0.8, 1.6], alpha=0.9)
+    explained_name = printable(class_names[explained])
+    axes[1].set_title(
+        f"Grad-CAM for '{explained_name}' ({plots.percent(probabilities[explained])})\n"
+        f"coloured above {HEAT_FLOOR:.0%} of the peak, lines at 50% and 80%",
+        fontsize=11,
+    )
+    heat_image = axes[2].imshow(heat, cmap=HEAT_COLORMAP, vmin=0, vmax=1)
+    cells = result.heatmaps.shape[1:3]
+    axes[2].set_title(f"heat alone (layer {printable(result.layer)}, {cells[0]}x{cells[1]} cells)")
+    # Inset, so the scale is as tall as the picture beside it, whatever the photo's shape.
+    bar = fig.colorbar(heat_image, cax=axes[2].inset_axes([1.03, 0.0, 0.045, 1.0]))
+    bar.set_label("share of the peak heat")
     for ax in axes:
         ax.axis("off")
-    fig.suptitle(
-        f"predicted: {class_names[predicted]} {probabilities[predicted]:.0%}   (layer {result.layer})"
-    )
+    title = f"predicted: {printable(class_names[predicted])} {plots.percent(probabilities[predicted])}"
+    if result.note:
+        title += "\n" + textwrap.fill(f"Note: {result.note}", 150)
+    fig.suptitle(title, fontsize=11)
     plots.save_figure(fig, output)
     return {
         "image": str(image_path),
@@ -424,4 +526,5 @@ def explain_file(
         "explained": class_names[explained],
         "explained_probability": float(probabilities[explained]),
         "layer": result.layer,
+        "note": result.note,
     }

@@ -159,14 +159,14 @@ def write_issues_csv(path: Path, issues: list[dict]) -> None:
 
 
 def write_gallery(path: Path, issues: list[dict], total: int) -> Path:
-    from imgai.plots import plot_image_rows
+    from imgai.plots import percent, plot_image_rows
 
     items = [
         (
             i["path"],
             f"#{i['rank']} {i['split']}: {Path(i['path']).name[:24]}\n"
-            f"given {i['given']} ({i['given_probability']:.0%})\n"
-            f"suggested {i['suggested']} ({i['suggested_probability']:.0%})",
+            f"given {i['given']} ({percent(i['given_probability'])})\n"
+            f"suggested {i['suggested']} ({percent(i['suggested_probability'])})",
         )
         for i in issues
     ]

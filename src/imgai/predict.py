@@ -42,19 +42,24 @@ class PredictionRow:
 _GLOB_CHARS = set("*?[")
 
 
-def collect_paths(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+def collect_paths(
+    inputs: list[str], ignored: list[str] | None = None
+) -> tuple[list[str], list[tuple[str, str]]]:
     """Expand files, folders (their images, recursively, as training finds them) and glob patterns
     into a file list.
 
     Patterns are expanded here (``**`` included), so a quoted ``'photos/*.jpg'`` works even where
     no shell expands it. Returns ``(files, problems)``; a missing path is a problem, not a crash.
+    Files that folders and patterns hold but whose extension is not an image's (``notes.txt``) are
+    left out and added to ``ignored``; a file named on its own is always tried.
     """
     files: list[str] = []
     problems: list[tuple[str, str]] = []
+    ignored = [] if ignored is None else ignored
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(iter_image_files(path))  # path order, as before
+            found = sorted(iter_image_files(path, ignored=ignored))  # path order, as before
             if not found:
                 problems.append((item, f"folder holds no images ({', '.join(IMAGE_EXTENSIONS)})"))
             files.extend(found)
@@ -65,7 +70,12 @@ def collect_paths(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
             if not matches:
                 problems.append((item, "no file matches this pattern"))
             for match in matches:
-                files.extend(sorted(iter_image_files(match)) if os.path.isdir(match) else [match])
+                if os.path.isdir(match):
+                    files.extend(sorted(iter_image_files(match, ignored=ignored)))
+                elif match.lower().endswith(IMAGE_EXTENSIONS):
+                    files.append(match)
+                else:
+                    ignored.append(match)
         elif path.exists():  # a FIFO, device or socket: never opened, it could block forever
             problems.append((item, "not a regular file (a FIFO, device or socket): not read"))
         elif path.is_symlink():
@@ -135,10 +145,16 @@ def iter_predictions(
 
 
 def iter_prediction_rows(
-    model, info: ModelInfo, inputs: list[str], batch_size: int, workers: int = 0
+    model,
+    info: ModelInfo,
+    inputs: list[str],
+    batch_size: int,
+    workers: int = 0,
+    ignored: list[str] | None = None,
 ) -> Iterator[PredictionRow]:
-    """One row per input file, in input order, streamed chunk by chunk; missing inputs come last."""
-    files, problems = collect_paths(inputs)
+    """One row per input file, in input order, streamed chunk by chunk; missing inputs come last.
+    Non-image files found in folders and patterns go to ``ignored`` (see :func:`collect_paths`)."""
+    files, problems = collect_paths(inputs, ignored)
     position = 0
     for decoded, probabilities in iter_predictions(
         model, info, files, batch_size, workers, label="predicting"
@@ -164,6 +180,20 @@ def iter_prediction_rows(
 
 
 FORMATS = PREDICTION_FORMATS
+
+
+def ignored_note(ignored: list[str]) -> str | None:
+    """ "Skipped 2 file(s) that are not images (.txt 2): notes.txt, ...": one line for stderr."""
+    if not ignored:
+        return None
+    from collections import Counter
+
+    by_ext = Counter(os.path.splitext(p)[1].lower() or "(none)" for p in ignored)
+    names = ", ".join(printable(os.path.basename(p)) for p in ignored[:3]) + (
+        ", ..." if len(ignored) > 3 else ""
+    )
+    kinds = ", ".join(f"{e} {n}" for e, n in by_ext.most_common())
+    return f"Skipped {len(ignored)} file(s) that are not images ({kinds}): {names}"
 
 
 def _as_record(row: PredictionRow, class_names: list[str], k: int) -> dict:

@@ -6,10 +6,12 @@
     per_class.csv             precision, recall, F1 and support per class
     confusion_matrix.csv      counts; rows are true classes, columns predicted classes
     predictions.csv           every image: true class, predicted class, probability of each class
-    confusion_matrix.png      counts
-    confusion_matrix_normalized.png   each row divided by its total (the diagonal is recall)
-    training_curves.png       loss and accuracy per epoch from the run's history.csv (if there is one)
-    misclassified.png         the most confidently wrong images, with true and predicted class
+    confusion_matrix.png      counts, coloured by share of the true class so small mistakes show
+    confusion_matrix_normalized.png   each row's shares (the diagonal is recall)
+    training_curves.png       loss, accuracy and learning rate per epoch from the run's history.csv
+                              (if there is one; training draws it too)
+    misclassified.png         the most confidently wrong images (eval.gallery_size of them), from
+                              their files, with the true class's and the predicted class's probability
     summary.md                a short report a CI job can append to its job summary
 
 Every file is written to a temporary name and renamed, so a crash never leaves half a report.
@@ -39,6 +41,15 @@ CONFUSION_NORMALIZED_PNG = "confusion_matrix_normalized.png"
 CURVES_PNG = "training_curves.png"
 GALLERY_PNG = "misclassified.png"
 SUMMARY_FILE = "summary.md"
+GALLERY_SIDE = 240  # longest side, in pixels, of each picture in misclassified.png
+
+
+def _short_path(path: str | None) -> str | None:
+    """The last two parts of a path, for a picture's title: 'flowers/best.keras', 'shapes/test'."""
+    if not path:
+        return None
+    parts = Path(path).parts
+    return "/".join(parts[-2:]) if len(parts) > 1 else str(path)
 
 
 def _csv_text(rows: list[list]) -> str:
@@ -155,7 +166,8 @@ def write_report(
 ) -> list[Path]:
     """Write every report file into ``out_dir``; returns the paths written."""
     from imgai import plots
-    from imgai.data import decode_image
+    from imgai.data import decode_for_display
+    from imgai.text import printable
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -170,14 +182,18 @@ def write_report(
     text(PER_CLASS_FILE, per_class_csv(metrics))
     text(CONFUSION_FILE, confusion_csv(metrics))
     text(PREDICTIONS_FILE, predictions_csv(paths, labels, probabilities, class_names))
-    written.append(
-        plots.plot_confusion_matrix(metrics["confusion_matrix"], class_names, out_dir / CONFUSION_PNG)
-    )
-    written.append(
-        plots.plot_confusion_matrix(
-            metrics["confusion_matrix"], class_names, out_dir / CONFUSION_NORMALIZED_PNG, normalize=True
+    model_label, data_label = _short_path(metrics.get("model")), _short_path(metrics.get("data"))
+    for name, normalize in ((CONFUSION_PNG, False), (CONFUSION_NORMALIZED_PNG, True)):
+        written.append(
+            plots.plot_confusion_matrix(
+                metrics["confusion_matrix"],
+                class_names,
+                out_dir / name,
+                normalize=normalize,
+                model=model_label,
+                data=data_label,
+            )
         )
-    )
 
     if history_path is not None and Path(history_path).is_file():
         try:
@@ -188,19 +204,22 @@ def write_report(
         notes.append("no training curves: there is no history.csv beside the model.")
 
     wrong = most_confidently_wrong(labels, probabilities, gallery_size)
+    total_wrong = int((probabilities.argmax(1) != labels).sum())
     if wrong:
-        spec = info.decode_spec
         images, captions = [], []
         for i in wrong:
-            try:
-                images.append(decode_image(paths[i], spec))
+            try:  # the original file, EXIF-oriented, not the small picture the model saw
+                images.append(decode_for_display(paths[i], GALLERY_SIDE, info.decode_spec.max_pixels))
             except Exception:  # the file changed since it was scored: leave it out of the picture
                 continue
             p = probabilities[i]
+            guess = int(p.argmax())
             name = Path(paths[i]).name
             name = name if len(name) <= 26 else f"{name[:12]}…{name[-12:]}"
             captions.append(
-                f"{name}\ntrue: {class_names[labels[i]]}\npredicted: {class_names[int(p.argmax())]} {p.max():.0%}"
+                f"{printable(name)}\n"
+                f"true: {printable(class_names[labels[i]])} {plots.percent(p[labels[i]])}\n"
+                f"predicted: {printable(class_names[guess])} {plots.percent(p[guess])}"
             )
         if images:
             written.append(
@@ -208,9 +227,13 @@ def write_report(
                     images,
                     captions,
                     out_dir / GALLERY_PNG,
-                    f"Most confidently wrong ({len(images)} of {int((probabilities.argmax(1) != labels).sum())} wrong)",
+                    f"Most confidently wrong: {len(images)} of {total_wrong} wrong images"
+                    + (" (more with eval.gallery_size)" if total_wrong > gallery_size else "")
+                    + (f"\n{model_label} on {data_label}" if model_label and data_label else ""),
                 )
             )
+    elif total_wrong:
+        notes.append(f"no gallery of the {total_wrong} wrong images: eval.gallery_size is 0.")
     else:
         notes.append("no misclassified images, so no gallery.")
 

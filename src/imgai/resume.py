@@ -73,6 +73,35 @@ def read_state(path: str | Path) -> TrainState | None:
     return None
 
 
+def describe_model(path: str | Path) -> str:
+    """ "Using runs/run3/best.keras (run run3, best val_accuracy 0.9100 at epoch 14)": which model a
+    command answers with, so two experiments are never confused. Reads only the checkpoint's
+    small members and the run's config.yaml (no framework import)."""
+    path = Path(path)
+    line = f"Using {path}"
+    run_dir = path.parent
+    state = read_state(path) if path.is_file() and path.suffix == ".keras" else None
+    if not (run_dir / CONFIG_FILE).is_file() or state is None:
+        return line
+    monitor = _monitor_of(run_dir)
+    about = [f"run {run_dir.name}"]
+    if state.best_value is not None:
+        best = f"best {monitor} {state.best_value:.4f} at epoch {state.best_epoch}"
+        about.append(best if path.name == BEST_MODEL else f"epoch {state.epoch}; {best}")
+    return f"{line} ({', '.join(about)})"
+
+
+def _monitor_of(run_dir: Path) -> str:
+    from imgai.config import TrainConfig, read_yaml
+
+    try:
+        train = read_yaml(run_dir / CONFIG_FILE).get("train") or {}
+        monitor = train.get("monitor") if isinstance(train, dict) else None
+    except ImgaiError:
+        monitor = None
+    return monitor if isinstance(monitor, str) else TrainConfig().monitor
+
+
 def copy_atomically(source: Path, target: Path) -> None:
     with atomic_path(target, suffix=target.suffix) as tmp:
         shutil.copyfile(source, tmp)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
+import secrets
 from pathlib import Path
 
 from imgai.errors import ImgaiError
@@ -96,9 +96,10 @@ def latest_run(runs_dir: str | Path | None = None) -> Path:
     runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     candidates = [p for p in runs_dir.glob(f"*/{BEST_MODEL}") if p.is_file()] if runs_dir.is_dir() else []
     if not candidates:
+        where = runs_dir if runs_dir.is_absolute() else f"{runs_dir}/' in '{Path.cwd()}"
         raise ImgaiError(
-            f"no trained model found under '{runs_dir}/': train one with 'imgai train --config FILE' "
-            "or pass `model_path`"
+            f"no trained model found under '{where}': pass `model_path` (a .keras file or run folder) or "
+            "`runs_dir` (the folder of the runs), or train one with 'imgai train --config FILE'"
         )
     return max(candidates, key=lambda p: p.stat().st_mtime).parent
 
@@ -106,8 +107,9 @@ def latest_run(runs_dir: str | Path | None = None) -> Path:
 def resolve_model_path(
     model: str | Path | None, run: str | None = None, runs_dir: str | Path | None = None
 ) -> Path:
-    """``model`` (a .keras file or run folder), else run ``run``'s best model (a folder, or a name
-    under ``runs_dir``), else the latest run's best model; ``runs_dir`` defaults to ``output.dir``."""
+    """``model`` (a .keras file or run folder), else run ``run``'s best model (a name under
+    ``runs_dir`` first, else a run folder), else the latest run's best model; ``runs_dir`` defaults
+    to ``output.dir``."""
     runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     if model is not None:
         path = Path(model)
@@ -121,7 +123,9 @@ def resolve_model_path(
             )
         return path
     if run is not None:
-        run_path = Path(run) if Path(run).is_dir() else Path(runs_dir) / run
+        # A run name means the run, even when the current folder holds a data folder of that name.
+        under_runs = Path(runs_dir) / run
+        run_path = under_runs if under_runs.is_dir() or not Path(run).is_dir() else Path(run)
         path = run_path / BEST_MODEL
         if not path.is_file():
             raise ImgaiError(
@@ -155,6 +159,13 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def temporary_sibling(path: str | Path, suffix: str = "") -> Path:
     """A unique temporary path next to ``path`` (same file system, so rename is atomic)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{suffix}")
-    os.close(fd)
-    return Path(tmp)
+    while True:
+        tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}.tmp{suffix}"
+        try:
+            # Created as open(..., "w") would: the umask decides the mode (0644 under umask 022),
+            # where mkstemp's 0600 would survive the rename and lock teammates and CI uploads out.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -187,6 +186,38 @@ def _make_learning_rate_control(train_cfg, steps_per_epoch: int, state, batches)
                 logs["learning_rate"] = float(self.current)
 
     return LearningRateControl()
+
+
+def epoch_line(epoch: int, epochs: int, seconds: float, logs: dict, new_best: bool) -> str:
+    """ "Epoch 3/15 2s loss 0.5123 acc 0.8120 val_loss 0.4312 val_acc 0.8512 * best": one line per
+    epoch that fits 80 columns. The learning rate and top-k stay in history.csv; '* best' marks the
+    epoch that wrote best.keras."""
+    short = {"loss": "loss", "accuracy": "acc", "val_loss": "val_loss", "val_accuracy": "val_acc"}
+    parts = [f"Epoch {epoch}/{epochs}", f"{seconds:.0f}s"]
+    parts += [f"{name} {float(logs[key]):.4f}" for key, name in short.items() if key in logs]
+    return " ".join(parts + (["* best"] if new_best else []))
+
+
+def _make_epoch_printer(log, state, epochs: int, steps: int):
+    """The epoch lines, and on a terminal a live bar with time left inside each epoch (Keras's own
+    progress bar runs past 80 columns and ends in the learning rate)."""
+    import keras
+
+    from imgai.data import Progress
+
+    class EpochPrinter(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.bar = Progress(f"epoch {epoch + 1}/{epochs}", steps, unit="steps", min_total=1)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.bar.update(batch + 1)
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds = self.bar.close()
+            # The epoch keeper ran before this callback: it has just saved best.keras if improved.
+            log(epoch_line(epoch + 1, epochs, seconds, logs or {}, state.best_epoch == epoch + 1))
+
+    return EpochPrinter()
 
 
 def _make_history_writer(path: Path, writes: bool = True):
@@ -453,7 +484,9 @@ def train(
             raise ImgaiError(f"cannot start run '{run_dir}': {describe_os_error(exc)}") from None
         log(f"Run folder: {run_dir}")
         with terminate_as_interrupt():
-            return _fit(config, splits, run_dir, None, log, callbacks, plan)
+            result = _fit(config, splits, run_dir, None, log, callbacks, plan)
+        _after_training(result, config, log)
+        return result
     except BaseException:
         # Anything that stops a run before its first checkpoint (a missing weights file, an image
         # size the model cannot take, a full disk, Ctrl-C, ...) leaves no half-made run folder
@@ -541,7 +574,30 @@ def _resume_locked(
         log(
             f"Best so far: {state.best_value:.4f} at epoch {state.best_epoch} (train.monitor {config.train.monitor})."
         )
-    return _fit(config, splits, run_dir, state if state.epoch > 0 else None, log, callbacks, plan)
+    result = _fit(config, splits, run_dir, state if state.epoch > 0 else None, log, callbacks, plan)
+    if plan.is_writer:
+        _after_training(result, config, log)
+    return result
+
+
+def _after_training(result: TrainResult, config: Config, log: Callable[[str], None]) -> None:
+    """Draw the run's training curves into its folder and say what to run next."""
+    import shlex
+
+    from imgai.plots import plot_training_curves
+    from imgai.report import CURVES_PNG
+
+    run_dir = result.run_dir
+    try:
+        plot_training_curves(run_dir / HISTORY_FILE, run_dir / CURVES_PNG, result.monitor, run_dir.name)
+        log(f"Training curves: {run_dir / CURVES_PNG}")
+    except (ValueError, KeyError, OSError) as exc:  # a run is not failed by its picture
+        log(f"Note: no training curves: {exc}")
+    where = "" if Path(config.output.dir) == Path("runs") else f" --runs-dir {shlex.quote(config.output.dir)}"
+    run = f"--run {shlex.quote(run_dir.name)}{where}"
+    log("Next:")
+    log(f"  imgai eval {run}                        # best.keras on the test split (else val): a full report")
+    log(f"  imgai predict IMAGE_OR_FOLDER... {run}  # class names and probabilities for new images")
 
 
 def _plan(config: Config, cluster: Cluster | None, log: Callable[[str], None]) -> tuple[Plan, Callable]:
@@ -680,7 +736,18 @@ def _batches(config: Config, train_images, val_images, num_classes: int, epoch: 
 
 
 def _callbacks(
-    config, run_dir, monitor, mode, class_names, state, lr_control, user_callbacks, log, plan, extra
+    config,
+    run_dir,
+    monitor,
+    mode,
+    class_names,
+    state,
+    lr_control,
+    user_callbacks,
+    log,
+    plan,
+    extra,
+    steps_per_epoch,
 ) -> list:
     """imgai's callbacks (validation padding correction, learning rate, the watchdog, history.csv,
     checkpoints, TensorBoard), then the caller's."""
@@ -696,6 +763,8 @@ def _callbacks(
             run_dir, train_cfg, monitor, mode, model_metadata(config, class_names), state, log, plan
         ),
     ]
+    if plan.is_writer:  # processes other than 0 stay quiet
+        callbacks.append(_make_epoch_printer(log, state, train_cfg.epochs, steps_per_epoch))
     if train_cfg.tensorboard and plan.is_writer:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
         log(f"TensorBoard logs: tensorboard --logdir {run_dir / 'tensorboard'}")
@@ -724,8 +793,7 @@ def _run_stages(
         model.fit(
             initial_epoch=max(first, state.epoch),
             epochs=end,
-            # live bar in Jupyter; processes other than 0 stay quiet
-            verbose=(1 if sys.stdout.isatty() or "ipykernel" in sys.modules else 2) if plan.is_writer else 0,
+            verbose=0,  # imgai prints the epochs (_make_epoch_printer)
             **fit_args,
         )
         if state.stopped_early:
@@ -836,11 +904,28 @@ def _fit_in_scope(
     extra = [correction, *extra] if correction else extra
     lr_control = _make_learning_rate_control(config.train, len(train_batches), state, train_batches)
     callbacks = _callbacks(
-        config, run_dir, monitor, mode, class_names, state, lr_control, user_callbacks, log, plan, extra
+        config,
+        run_dir,
+        monitor,
+        mode,
+        class_names,
+        state,
+        lr_control,
+        user_callbacks,
+        log,
+        plan,
+        extra,
+        len(train_batches),
+    )
+    epochs = config.train.epochs
+    remaining = (
+        f"{epochs - state.epoch} more epoch(s), {state.epoch + 1} to {epochs},"
+        if state.epoch
+        else f"{epochs} epoch(s)"
     )
     log(
-        f"Training for {config.train.epochs} epoch(s) on {len(train_images)} images, "
-        f"batch size {config.data.batch_size}."
+        f"Training for {remaining} on {len(train_images)} images, batch size {config.data.batch_size} "
+        "(* best: the epoch wrote best.keras)."
     )
     if plan.engine != "none":
         log(f"Distribution: {plan.describe()}; {batch // plan.replicas} images per device per step.")
@@ -887,6 +972,7 @@ def _fit_in_scope(
             log(f"\n{why} with {saved.epoch} epoch(s) saved. Continue with: imgai train --resume {run_dir}")
         else:
             log(f"\n{why} before the first epoch was saved: nothing to resume.")
+        exc.imgai_reported = True  # the CLI adds no second "Interrupted." line
         raise
     except OSError as exc:  # a full disk or a vanished folder while writing a checkpoint or history
         from imgai.resume import read_state
