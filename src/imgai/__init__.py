@@ -1,6 +1,6 @@
 """imgai: train, evaluate and use image classifiers from a folder of images.
 
-``from imgai import train, evaluate, predict, explain, load_model, load_config`` gives the Python
+``from imgai import train, evaluate, calibrate, predict, explain, load_model, load_config`` gives the Python
 API (:mod:`imgai.api`). Importing imgai stays light (no Keras, no TensorFlow, no pydantic): the
 API is loaded on first use, and heavy frameworks inside the functions that need them, so
 ``imgai --help`` and config checks stay fast.
@@ -24,6 +24,7 @@ _API = (
     "ModelInfo",
     "Prediction",
     "TrainResult",
+    "calibrate",
     "evaluate",
     "explain",
     "load_config",

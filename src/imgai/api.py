@@ -149,12 +149,14 @@ def evaluate(
     min_class_recall: float | None = None,
     baseline: PathLike | None = None,
     max_drop: dict[str, float] | None = None,
+    tta: str | None = None,
     log: Callable[[str], None] = print,
 ) -> EvalResult:
     """Score a model (a .keras file or run folder; default: the latest run's best) on ``data`` (a
     folder of class sub-folders; default: its run's test split, else validation split), write the
     report beside it (or into ``output_dir``) and run the quality gate: the run's and ``config``'s
-    ``eval`` sections, then the bounds given here."""
+    ``eval`` sections, then the bounds given here. ``tta``: test-time augmentation (none, flip,
+    flip+crops; default ``infer.tta``), with the accuracy without it in ``metrics["tta"]``."""
     from imgai.evaluate import eval_settings
     from imgai.evaluate import evaluate as score
     from imgai.runs import resolve_model_path
@@ -171,14 +173,46 @@ def evaluate(
         min_class_recall=min_class_recall,
         baseline=None if baseline is None else str(baseline),
         max_drop=max_drop,
+        tta=tta,
     )
     _keras()
     metrics = score(
-        path, data, batch_size=settings.infer.batch_size, log=log, output_dir=output_dir, gate=settings.eval
+        path,
+        data,
+        batch_size=settings.infer.batch_size,
+        log=log,
+        output_dir=output_dir,
+        gate=settings.eval,
+        tta=settings.infer.tta,
     )
     gate = metrics.get("gate")
     report_dir = Path(output_dir) if output_dir is not None else path.parent
     return EvalResult(metrics, report_dir, None if gate is None else gate["passed"])
+
+
+def calibrate(
+    model: PathLike | None = None,
+    *,
+    run: str | None = None,
+    runs_dir: PathLike | None = None,
+    target_accuracy: float | None = None,
+    output: PathLike | None = None,
+    log: Callable[[str], None] = print,
+):
+    """Fit a temperature on the validation split of ``model``'s run (a .keras file or run folder;
+    default: the latest run's best) and write a calibrated copy, ``calibrated.keras`` beside it (or
+    ``output``), with ``calibration.json``. ``target_accuracy``: also store the smallest confidence
+    threshold that reaches it on validation as the model's ``min_confidence``. Returns a
+    :class:`imgai.calibrate.CalibrationResult` (temperature, ECE before and after, ...)."""
+    from imgai.calibrate import calibrate_model, check_run_data, check_target_accuracy, output_paths
+    from imgai.runs import resolve_model_path
+
+    path = resolve_model_path(model, run, runs_dir)
+    check_target_accuracy(target_accuracy)
+    output_paths(path, output)  # mistakes before the heavy import
+    check_run_data(path)
+    _keras()
+    return calibrate_model(path, target_accuracy=target_accuracy, output=output, log=log)
 
 
 @dataclass
@@ -203,14 +237,20 @@ def predict(
     runs_dir: PathLike | None = None,
     top_k: int | None = None,
     batch_size: int | None = None,
+    tta: str | None = None,
 ) -> list[Prediction]:
     """Predict image files, folders (recursively) or glob patterns with ``model`` (a path, or what
-    :func:`load_model` returned, to load it once for many calls). One Prediction per file, in order."""
+    :func:`load_model` returned, to load it once for many calls). One Prediction per file, in order.
+    ``tta``: test-time augmentation, none (default), flip or flip+crops (:mod:`imgai.tta`)."""
     from imgai.config import InferConfig
     from imgai.predict import iter_prediction_rows
+    from imgai.tta import TTA_MODES, with_tta
 
-    infer = InferConfig()
+    if tta is not None and tta not in TTA_MODES:
+        raise ImgaiError(f"`tta` must be one of {', '.join(TTA_MODES)}, not {tta!r}")
+    infer = InferConfig() if tta is None else InferConfig(tta=tta)
     model, info = _loaded(model, run, runs_dir)
+    model = with_tta(model, infer.tta, info.interpolation)
     inputs = [str(images)] if isinstance(images, (str, Path)) else [str(i) for i in images]
     k = top_k or infer.top_k
     names = list(info.class_names)
@@ -274,6 +314,7 @@ __all__ = [
     "ModelInfo",
     "Prediction",
     "TrainResult",
+    "calibrate",
     "evaluate",
     "explain",
     "load_config",

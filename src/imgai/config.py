@@ -215,6 +215,13 @@ class ModelConfig(_Section):
         le=MAX_UNITS,
         description="Backbones and sepresnet: units of a hidden Dense layer in the head; 0 = none.",
     )
+    batchnorm_momentum: Literal["auto"] | float = Field(
+        "auto",
+        description="Momentum of the BatchNormalization moving statistics that inference uses (models trained "
+        "from scratch; pretrained backbones keep theirs). auto: Keras's 0.99, lowered for short epochs to "
+        "0.01 ** (1 / steps per epoch), so the statistics settle within one epoch; with 0.99 and 8 steps per "
+        "epoch they lag the weights for dozens of epochs and validation can collapse to one class.",
+    )
 
     @field_validator("weights")
     @classmethod
@@ -235,6 +242,15 @@ class ModelConfig(_Section):
         if self.freeze is None and self.name in names.BACKBONES:
             self.freeze = self.weights is not None
         return self
+
+    @field_validator("batchnorm_momentum", mode="before")
+    @classmethod
+    def _auto_or_fraction(cls, value: Any) -> Any:
+        if isinstance(value, bool) or (isinstance(value, str) and value != "auto"):
+            raise ValueError("use auto, or a number from 0 to 1 such as 0.9")
+        if isinstance(value, (int, float)) and not 0.0 <= value < 1.0:
+            raise ValueError("the momentum must be 0 or more and below 1 (e.g. 0.9), or auto")
+        return value
 
     @field_validator("widths")
     @classmethod
@@ -357,10 +373,13 @@ class TrainConfig(_Section):
     loss: Literal["categorical_crossentropy"] = Field(
         "categorical_crossentropy", description="Loss on one-hot labels."
     )
-    monitor: Literal["val_accuracy", "val_loss", "accuracy", "loss"] = Field(
-        "val_accuracy",
-        description="Metric that picks best.keras and drives early stopping and plateaus "
-        "(val_* needs validation data).",
+    monitor: Literal["val_accuracy", "val_loss", "val_f1_macro", "val_min_recall", "accuracy", "loss"] = (
+        Field(
+            "val_accuracy",
+            description="Metric that picks best.keras and drives early stopping and plateaus (val_* needs "
+            "validation data). val_f1_macro and val_min_recall (the recall of the weakest class) are computed "
+            "from the validation predictions once per epoch and logged in history.csv.",
+        )
     )
     top_k: int = Field(
         5, ge=2, le=1000, description="k of the top-k accuracy reported when there are more than 5 classes."
@@ -430,6 +449,11 @@ class TrainConfig(_Section):
         description="When early stopping triggers, put the best epoch's weights (best.keras) back into the model.",
     )
     tensorboard: bool = Field(False, description="Also write TensorBoard logs to runs/<name>/tensorboard.")
+    calibrate: bool = Field(
+        False,
+        description="At the end of training, fit a softmax temperature on the validation split and write "
+        "runs/<name>/calibrated.keras and calibration.json (as 'imgai calibrate' does).",
+    )
     # Imbalance
     class_weight: Literal["balanced"] | dict[str, float] | None = Field(
         None,
@@ -606,6 +630,12 @@ class InferConfig(_Section):
     top_k: int = Field(3, ge=1, description="imgai predict: how many classes to show per image.")
     format: Literal[names.PREDICTION_FORMATS] = Field(
         "table", description="imgai predict: table for people; json, jsonl or csv for programs."
+    )
+    tta: Literal["none", "flip", "flip+crops"] = Field(
+        "none",
+        description="Test-time augmentation of 'imgai eval' and 'predict': average the probabilities over "
+        "the image and its mirror (flip, 2x the inference) or also four corner crops of 87.5 % each way "
+        "(flip+crops, 10x); none = off.",
     )
 
 

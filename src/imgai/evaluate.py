@@ -176,6 +176,7 @@ def eval_settings(
     min_class_recall: float | None = None,
     baseline: str | None = None,
     max_drop: dict[str, float] | None = None,
+    tta: str | None = None,
 ) -> Config:
     """The ``eval`` and ``infer`` settings for scoring ``model_path``: its run's config.yaml, then
     ``config_files``, then the parameters given here (bounds add to and win over those of the files).
@@ -197,7 +198,7 @@ def eval_settings(
         files,
         ("eval", "infer"),
         eval={k: v for k, v in given.items() if v is not None},
-        infer={"batch_size": batch_size} if batch_size is not None else {},
+        infer={k: v for k, v in (("batch_size", batch_size), ("tta", tta)) if v is not None},
     )
     check_gate(settings.eval)
     return settings
@@ -212,17 +213,20 @@ def evaluate(
     gate: EvalConfig | None = None,
     top_k: int | None = None,
     gallery_size: int | None = None,
+    tta: str = "none",
 ) -> dict:
     """Score ``model_path`` on ``data_dir`` (or its run's test/val split), run the quality gate
     ``gate`` (see :func:`eval_settings`), and write the report (metrics.json, CSVs, plots,
     summary.md) beside the model or into ``output_dir``. Returns the metrics;
     ``metrics["gate"]["passed"]`` says whether it may ship. ``batch_size`` and ``top_k`` left
     empty take ``infer.batch_size`` and ``eval.top_k`` (``gate``'s, else the defaults), and
-    ``gallery_size`` (images in misclassified.png) ``eval.gallery_size``."""
+    ``gallery_size`` (images in misclassified.png) ``eval.gallery_size``. ``tta``: test-time
+    augmentation (:mod:`imgai.tta`); the accuracy without it is reported beside."""
     from imgai.artifacts import load_any_model
     from imgai.config import EvalConfig, InferConfig
     from imgai.predict import iter_predictions
     from imgai.report import write_report
+    from imgai.tta import with_tta
 
     model_path = Path(model_path)
     baseline = check_gate(gate) if gate is not None else None  # a mistake fails before the slow part
@@ -243,7 +247,8 @@ def evaluate(
     label_parts: list[np.ndarray] = []
     paths: list[str] = []
     skipped: list[tuple[str, str]] = []
-    for decoded, chunk_probabilities in iter_predictions(model, info, files, batch_size, label="scoring"):
+    scorer = with_tta(model, tta, info.interpolation)
+    for decoded, chunk_probabilities in iter_predictions(scorer, info, files, batch_size, label="scoring"):
         # keep only what the metrics need; the decoded pixels of each chunk are dropped here
         parts.append(chunk_probabilities)
         label_parts.append(decoded.labels)
@@ -262,6 +267,8 @@ def evaluate(
     if top_k is None:  # as in training for many classes; top-2 says more than top-4 of 5
         top_k = 5 if len(classes) > 5 else 2
     metrics = compute_metrics(probabilities, labels, classes, top_k)
+    if scorer is not model:
+        metrics["tta"] = tta_gain(tta, scorer.plain_probabilities(), probabilities, labels)
     metrics.update(
         {
             "num_skipped": len(skipped),
@@ -293,10 +300,35 @@ def evaluate(
         log=log,
     )
     log(format_metrics(metrics))
+    if "tta" in metrics:
+        log(describe_tta(metrics["tta"]))
     log(f"Wrote {len(written)} report files to {out_dir}/: " + ", ".join(p.name for p in written))
     if results:
         log(format_results(results))
     return metrics
+
+
+def tta_gain(mode: str, plain: np.ndarray, augmented: np.ndarray, labels: np.ndarray) -> dict:
+    """What test-time augmentation changed: accuracy with and without it, on the same images."""
+    from imgai.tta import view_count
+
+    with_views = float(np.mean(augmented.argmax(axis=1) == labels))
+    without = float(np.mean(plain.argmax(axis=1) == labels))
+    return {
+        "mode": mode,
+        "views": view_count(mode),
+        "accuracy": with_views,
+        "accuracy_without": without,
+        "gain": with_views - without,
+    }
+
+
+def describe_tta(tta: dict) -> str:
+    return (
+        f"Test-time augmentation {tta['mode']} ({tta['views']} views per image): accuracy "
+        f"{tta['accuracy']:.2%}, without it {tta['accuracy_without']:.2%} "
+        f"({100 * tta['gain']:+.2f} points)."
+    )
 
 
 def _runtime_fields(model) -> dict:

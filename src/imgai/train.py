@@ -12,6 +12,7 @@ that :func:`resume` can reconcile.
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 import signal
 import threading
@@ -28,6 +29,7 @@ from imgai.distribute import Cluster, Plan
 from imgai.errors import ImgaiError, Terminated
 from imgai.lock import RunLock
 from imgai.modelfile import ModelInfo
+from imgai.monitoring import PER_CLASS_MONITORS, check_monitor, improves, make_validation_watch
 from imgai.runs import (
     BEST_MODEL,
     CLASSES_FILE,
@@ -268,9 +270,7 @@ def _make_epoch_keeper(
     from imgai.resume import RESUME_MEMBER, capture_rng, copy_atomically
 
     def better(value: float, reference: float | None, delta: float = 0.0) -> bool:
-        if reference is None:
-            return True
-        return value > reference + delta if mode == "max" else value < reference - delta
+        return improves(value, reference, mode, delta)
 
     class EpochKeeper(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -470,6 +470,7 @@ def train(
     check_tensorboard(config)
     plan, log = _plan(config, cluster, log)  # joins the other processes; fails before writing
     splits = resolve_splits(config.data, config.seed)  # fail on data problems before creating anything
+    check_monitor(config.train.monitor, splits.val is not None, plan.multi_process)
     if not plan.is_writer:  # process 0 picks and writes the run folder
         placeholder = Path(config.output.dir) / "(process 0's run)"
         return _fit(config, splits, placeholder, None, log, callbacks, plan)
@@ -485,6 +486,7 @@ def train(
         log(f"Run folder: {run_dir}")
         with terminate_as_interrupt():
             result = _fit(config, splits, run_dir, None, log, callbacks, plan)
+        _calibrate_at_end(config, splits, result, log)
         _after_training(result, config, log)
         return result
     except BaseException:
@@ -576,6 +578,7 @@ def _resume_locked(
         )
     result = _fit(config, splits, run_dir, state if state.epoch > 0 else None, log, callbacks, plan)
     if plan.is_writer:
+        _calibrate_at_end(config, splits, result, log)
         _after_training(result, config, log)
     return result
 
@@ -598,6 +601,30 @@ def _after_training(result: TrainResult, config: Config, log: Callable[[str], No
     log("Next:")
     log(f"  imgai eval {run}                        # best.keras on the test split (else val): a full report")
     log(f"  imgai predict IMAGE_OR_FOLDER... {run}  # class names and probabilities for new images")
+
+
+def _calibrate_at_end(
+    config: Config, splits: Splits, result: TrainResult, log: Callable[[str], None]
+) -> None:
+    """train.calibrate: temperature scaling of best.keras on the validation split, as `imgai calibrate`."""
+    from imgai.calibrate import CALIBRATED_MODEL, CALIBRATION_REPORT, calibrate_model
+
+    if not config.train.calibrate:
+        return
+    if splits.val is None:
+        log("train.calibrate: no validation split to fit a temperature on; not calibrated.")
+        return
+    run_dir = result.run_dir
+    if (run_dir / CALIBRATED_MODEL).exists() or (run_dir / CALIBRATION_REPORT).exists():
+        log(
+            f"train.calibrate: {run_dir / CALIBRATED_MODEL} from before is kept (never overwritten); "
+            f"calibrate the new best model with: imgai calibrate --model {run_dir} -o FILE.keras"
+        )
+        return
+    try:
+        calibrate_model(run_dir / BEST_MODEL, log=log)
+    except ImgaiError as exc:  # the training itself succeeded: say why calibration did not
+        log(f"train.calibrate: not calibrated: {exc.plain}")
 
 
 def _plan(config: Config, cluster: Cluster | None, log: Callable[[str], None]) -> tuple[Plan, Callable]:
@@ -645,6 +672,21 @@ def _monitor(config: Config, splits: Splits, log: Callable[[str], None]) -> tupl
     if train_cfg.monitor_mode != "auto":
         return monitor, train_cfg.monitor_mode
     return monitor, "min" if monitor.endswith("loss") else "max"
+
+
+def _batchnorm_momentum(model, config: Config, steps_per_epoch: int, log: Callable[[str], None]) -> None:
+    """model.batchnorm_momentum: auto lowers Keras's 0.99 for short epochs (models.batchnorm_momentum_for)."""
+    from imgai.models import KERAS_BATCHNORM_MOMENTUM, batchnorm_momentum_for, set_batchnorm_momentum
+
+    chosen = config.model.batchnorm_momentum
+    momentum = batchnorm_momentum_for(steps_per_epoch) if chosen == "auto" else float(chosen)
+    pretrained = getattr(config.model, "weights", None) is not None
+    changed = set_batchnorm_momentum(model, momentum, pretrained)
+    if changed and momentum != KERAS_BATCHNORM_MOMENTUM:
+        why = ""
+        if chosen == "auto":
+            why = f" ({steps_per_epoch} steps per epoch: the moving statistics settle within one epoch)"
+        log(f"BatchNorm momentum {momentum:.3f} in {changed} layer(s){why}.")
 
 
 def _metrics(config: Config, num_classes: int) -> list:
@@ -865,10 +907,13 @@ def _fit_in_scope(
     config: Config, splits: Splits, run_dir: Path, state, log, user_callbacks, plan: Plan, extra: list
 ) -> TrainResult:
     """Decode, build, (re)load, train the remaining stages. ``state`` None = from epoch 1."""
+    import numpy as np
+
     from imgai.distribute import padding_correction
     from imgai.resume import TrainState
 
     class_names = splits.class_names
+    check_monitor(config.train.monitor, splits.val is not None, plan.multi_process)
     monitor, mode = _monitor(config, splits, log)
     log(f"Found {len(class_names)} classes:")
     log(describe_splits(splits))
@@ -881,6 +926,8 @@ def _fit_in_scope(
     _seed_everything(config, log)
     stages = [s for s in _stages(config) if s[2] > state.epoch]
     model = _build_model(config, class_names)
+    steps_per_epoch = math.ceil(len(train_images) / config.data.batch_size)
+    _batchnorm_momentum(model, config, steps_per_epoch, log)
     metrics = _metrics(config, len(class_names))
     # The loop in _run_stages switches stage when needed.
     compiled_stage = state.stage if resuming else stages[0][0]
@@ -903,6 +950,17 @@ def _fit_in_scope(
     correction = padding_correction(len(val_images), batch, plan.batch_multiple) if val_batches else None
     extra = [correction, *extra] if correction else extra
     lr_control = _make_learning_rate_control(config.train, len(train_batches), state, train_batches)
+    watch = None
+    if val_batches is not None and not plan.multi_process:
+        watch = make_validation_watch(
+            val_batches,
+            np.bincount(np.asarray(val_images.labels), minlength=len(class_names)).tolist(),
+            class_names,
+            compute_scores=config.train.monitor in PER_CLASS_MONITORS,
+            steps_per_epoch=len(train_batches),
+            log=log,
+        )
+        extra = [*extra, watch]  # after the padding correction, before anything reads the logs
     callbacks = _callbacks(
         config,
         run_dir,
@@ -986,6 +1044,9 @@ def _fit_in_scope(
         )
         raise ImgaiError(f"training stopped: {describe_os_error(exc)}; {after}", exit_code=1) from None
     seconds = time.perf_counter() - start
+    closing = watch.summary(state.best_epoch, state.epoch) if watch is not None else None
+    if closing:
+        log(closing)
     return _finish(
         model,
         config,
