@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +175,77 @@ def test_cache_setting_is_validated():
     assert load_config([], ["data.cache=disk"]).data.cache == "disk"
     with pytest.raises(ImgaiError, match="data.cache"):
         load_config([], ["data.cache=ram"])
+
+
+class ThreadShare:
+    """The processes of a run played by threads: ``allgather`` meets the others at a barrier, as
+    the run's collectives do. Counts the files each one decoded."""
+
+    def __init__(self, processes: int):
+        self.num_processes = processes
+        self.barrier = threading.Barrier(processes)
+        self.slots: list = [None] * processes
+        self.local = threading.local()
+
+    def shard(self):
+        return self.local.process, self.num_processes
+
+    def allgather(self, array):
+        self.slots[self.local.process] = np.array(array)
+        self.barrier.wait()
+        stacked = np.stack(self.slots)
+        self.barrier.wait()  # everyone has read the slots before they are written again
+        return stacked
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+def test_processes_decode_a_share_each_and_end_with_every_image(folder, monkeypatch, processes):
+    bad = folder / "square" / "broken.jpg"  # one unreadable file, in one process's share
+    bad.write_bytes(b"not an image")
+    files = scan_folder(folder)  # 13 files: shares of unequal size
+    spec = DecodeSpec((32, 32), "rgb", "bilinear")
+    alone = load_images(files, spec, progress=False)
+    monkeypatch.setattr(cache, "SHARED_BLOCK_BYTES", 3 * 32 * 32 * 3 * processes)  # several blocks
+    decoded_paths: list[str] = []
+    real_store_all = cache.store_all
+
+    def counting_store_all(paths, *args):
+        decoded_paths.extend(paths)
+        return real_store_all(paths, *args)
+
+    monkeypatch.setattr(cache, "store_all", counting_store_all)
+    share = ThreadShare(processes)
+    results: list = [None] * processes
+
+    def process(index: int) -> None:
+        share.local.process = index
+        results[index] = cache.load_images_shared(files, spec, share, progress=False)
+
+    threads = [threading.Thread(target=process, args=(i,)) for i in range(processes)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(decoded_paths) == sorted(files.paths)  # each file decoded once, by one process
+    for result in results:
+        np.testing.assert_array_equal(result.images, alone.images)
+        np.testing.assert_array_equal(result.labels, alone.labels)
+        assert result.paths == alone.paths
+        assert result.skipped == alone.skipped and [p for p, _ in result.skipped] == [str(bad)]
+
+
+def test_processes_agree_on_the_memory_cache_or_each_decodes_alone(monkeypatch):
+    share = ThreadShare(2)
+    agreed: list = [None, None]
+
+    def process(index: int, mode: str) -> None:
+        share.local.process = index
+        agreed[index] = cache._agreed_mode(mode, share)
+
+    for modes, expected in ((("memory", "memory"), "memory"), (("memory", "disk"), "different")):
+        threads = [threading.Thread(target=process, args=(i, m)) for i, m in enumerate(modes)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert agreed == [expected, expected]

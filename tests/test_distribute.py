@@ -275,6 +275,7 @@ def test_two_processes_on_loopback_match_one_process_and_write_one_run(tmp_path)
     assert [p.returncode for p in procs] == [0, 0], outs[0][1][-3000:] + outs[1][1][-3000:]
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["two"]  # only process 0 wrote
     assert "Process 1 of 2" in outs[1][0] and "Epoch" not in outs[1][0]
+    assert "each process decodes 1/2 of the files" in outs[0][0]  # the memory cache, shared
     one = run_imgai(
         "train",
         "-c",

@@ -47,6 +47,7 @@ from imgai.data import (
     DecodedImages,
     DecodeSpec,
     FileList,
+    allocate_images,
     decode_image,
     default_workers,
     describe_decode_error,
@@ -62,6 +63,8 @@ INDEX_FILE = "index.json"
 BUILDING_PREFIX = ".building-"
 # Where rows are gathered through the memory map: bytes read before its pages are handed back.
 RESIDENT_BUDGET_BYTES = 64 * 2**20
+# Rows swapped between the processes of a run per collective: bounds the extra memory it takes.
+SHARED_BLOCK_BYTES = 64 * 2**20
 # A ".building-*" folder older than this is left over from a crashed run and is removed.
 STALE_BUILD_SECONDS = 24 * 3600
 
@@ -527,8 +530,17 @@ def prepare_images(
             log,
             max_bytes=int(data_cfg.cache_max_gb * 2**30),
         )
+    return _log_decoded(
+        lambda: load_images(files, spec, workers=data_cfg.workers, label=f"decoding {label}"),
+        spec,
+        label,
+        log,
+    )
+
+
+def _log_decoded(decode: Callable[[], DecodedImages], spec: DecodeSpec, label: str, log) -> DecodedImages:
     start = time.perf_counter()
-    decoded = load_images(files, spec, workers=data_cfg.workers, label=f"decoding {label}")
+    decoded = decode()
     skipped = f" ({len(decoded.skipped)} skipped)" if decoded.skipped else ""
     height, width = spec.image_size
     log(
@@ -537,11 +549,103 @@ def prepare_images(
     return decoded
 
 
-def prepare_splits(train: FileList, val: FileList | None, data_cfg, log: Callable[[str], None] = print):
-    """Training and validation images, both held where ``data.cache`` (resolved once) says."""
+# --------------------------------------------------------------------------------------------
+# Several processes: each decodes its share
+
+
+def load_images_shared(
+    files: FileList, spec: DecodeSpec, share, workers: int = 0, label: str = "images", progress: bool = True
+) -> DecodedImages:
+    """The memory cache of one process of a multi-process run, decoded together with the others.
+
+    Every process needs every image (each epoch's order is global, so a process's slice of the
+    global batches covers other files every epoch), but none has to decode them all: process p of
+    P decodes files p, p+P, p+2P, ... and the processes swap the decoded rows in blocks through
+    ``share.allgather`` (the run's own collectives). Each ends with the same array, in file order,
+    with the same files skipped, as if it had decoded everything itself, for 1/P of the decoding.
+    """
+    process, processes = share.shard()
+    n = len(files)
+    mine = np.arange(process, n, processes)
+    per_process = -(-n // processes)  # the same on every process: the collectives' shape
+    row_shape = (*spec.image_size, spec.channels)
+    local = allocate_images((per_process, *row_shape))
+
+    def store(index: int, image: np.ndarray) -> None:
+        local[index] = image
+
+    what = f"decoding {label} (share {process + 1} of {processes})"
+    _, errors = store_all([files.paths[i] for i in mine], spec, workers, store, what, progress)
+    readable = np.zeros(per_process, dtype=np.uint8)
+    readable[: len(mine)] = 1
+    readable[list(errors)] = 0
+    readable_by = share.allgather(readable)  # (P, per_process)
+    images = allocate_images((n, *row_shape))
+    block = max(1, SHARED_BLOCK_BYTES // (processes * int(np.prod(row_shape))))
+    for start in range(0, per_process, block):
+        gathered = share.allgather(local[start : start + block])  # (P, rows, H, W, C)
+        for owner in range(processes):
+            targets = np.arange(start, start + gathered.shape[1]) * processes + owner
+            count = int(np.count_nonzero(targets < n))  # the last block of a short share is padding
+            images[targets[:count]] = gathered[owner, :count]
+    ok = np.zeros(n, dtype=bool)
+    for owner in range(processes):
+        ok[owner::processes] = readable_by[owner, : len(range(owner, n, processes))].astype(bool)
+    reasons = {int(mine[i]): reason for i, reason in errors.items()}
+    skipped = []
+    for i in np.flatnonzero(~ok):
+        if int(i) not in reasons:  # another process's file: its reason, found again here (rare)
+            try:
+                decode_image(files.paths[i], spec)
+                reasons[int(i)] = "could not be read by another process of the run"
+            except Exception as exc:
+                reasons[int(i)] = describe_decode_error(exc)
+        skipped.append((files.paths[i], reasons[int(i)]))
+    keep = np.flatnonzero(ok)
+    return DecodedImages(
+        images=images if ok.all() else images[keep],
+        labels=np.asarray(files.labels)[keep].astype(np.int32),
+        paths=[files.paths[i] for i in keep],
+        skipped=skipped,
+    )
+
+
+def _agreed_mode(mode: str, share) -> str:
+    """``mode`` if every process resolved ``data.cache`` to it, else "different" (``auto`` looks
+    at each machine's own memory and disk)."""
+    modes = ("memory", "disk", "none")
+    chosen = share.allgather(np.asarray([modes.index(mode)], dtype=np.uint8))
+    return mode if (chosen == modes.index(mode)).all() else "different"
+
+
+def prepare_splits(
+    train: FileList, val: FileList | None, data_cfg, log: Callable[[str], None] = print, share=None
+):
+    """Training and validation images, both held where ``data.cache`` (resolved once) says.
+
+    ``share``: this process's place in a multi-process run (:class:`imgai.distribute.Plan`): with
+    the memory cache on every process, each decodes only its share (:func:`load_images_shared`).
+    """
     count = len(train) + (len(val) if val is not None else 0)
     nbytes = DecodeSpec.from_config(data_cfg).nbytes(count)
     mode, reason = choose_cache_mode(data_cfg.cache, nbytes, default_cache_dir(data_cfg.cache_dir))
+    if share is not None and _agreed_mode(mode, share) == "memory":
+        log(f"Image cache: in memory ({reason}); each process decodes 1/{share.num_processes} of the files.")
+        spec = DecodeSpec.from_config(data_cfg)
+        images = [
+            _log_decoded(
+                lambda files=files, label=label: load_images_shared(
+                    files, spec, share, data_cfg.workers, label
+                ),
+                spec,
+                label,
+                log,
+            )
+            if files is not None
+            else None
+            for files, label in ((train, "training images"), (val, "validation images"))
+        ]
+        return images[0], images[1]
     where = {
         "memory": "in memory",
         "disk": f"on disk in {default_cache_dir(data_cfg.cache_dir)}",

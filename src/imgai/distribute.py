@@ -130,6 +130,15 @@ class Plan:
         """(this process, processes): the slice of each global batch this process reads."""
         return self.process_id, self.num_processes
 
+    def allgather(self, array):
+        """``array`` (a numpy array of the same shape in every process) from every process,
+        stacked as ``(num_processes, *shape)`` in process order: a collective, so every process of
+        the run must call it, in the same order."""
+        import numpy as np
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(array, tiled=False))
+
     @contextlib.contextmanager
     def scope(self) -> Iterator[None]:
         """Build, compile, train and save inside this scope."""

@@ -4,7 +4,9 @@ The state lives inside ``last.keras`` (archive member ``imgai_resume.json``), wr
 atomic save as the weights and the optimizer, so the two can never disagree. It holds the number
 of completed epochs, the training stage, the best monitored value so far, early-stopping and
 plateau counters, and the random-number generators' states. The shuffling order needs no state:
-it is derived from ``(seed, epoch)`` (see :mod:`imgai.batches`), and the learning-rate schedule's
+it is derived from ``(seed, epoch)`` (see :mod:`imgai.batches`; ``model.fit`` gets
+``shuffle=False``, as Keras would reorder the batches with Python's generator, which JAX's ``fit``
+also draws from at its start), and the learning-rate schedule's
 position is the optimizer's step counter, saved with the optimizer.
 
 On resume, ``history.csv`` loses any row beyond the checkpoint's epoch (an epoch that finished

@@ -101,10 +101,14 @@ def model_metadata(config: Config, class_names: list[str]) -> ModelInfo:
 
 
 def _decode_splits(
-    splits: Splits, config: Config, run_dir: Path, log: Callable[[str], None], writes: bool = True
+    splits: Splits, config: Config, run_dir: Path, log: Callable[[str], None], plan: Plan | None = None
 ):
     """(training images, validation images or None, skipped files): image stores held where
-    ``data.cache`` says, the unreadable files listed in the run folder."""
+    ``data.cache`` says, the unreadable files listed in the run folder (by the writer). The
+    processes of a JAX multi-process run share the decoding of a memory cache."""
+    plan = plan or Plan()
+    writes = plan.is_writer
+    share = plan if plan.multi_process and plan.engine == "jax" else None
     from imgai.cache import _memory_bytes, prepare_splits
     from imgai.models import check_fits_memory
 
@@ -114,7 +118,7 @@ def _decode_splits(
     available = _memory_bytes()[1]
     classes, batch = len(splits.class_names), config.data.batch_size
     check_fits_memory(config.model, spec.image_size, spec.channels, classes, batch, available)
-    train, val = prepare_splits(splits.train, splits.val, config.data, log)
+    train, val = prepare_splits(splits.train, splits.val, config.data, log, share)
     links = list(dict.fromkeys(link for _, fl in splits.items() for link in fl.not_followed))
     if links and writes:
         log(
@@ -913,7 +917,7 @@ def _fit_in_scope(
     monitor, mode = _monitor(config, splits, log)
     log(f"Found {len(class_names)} classes:")
     log(describe_splits(splits))
-    train_images, val_images, skipped = _decode_splits(splits, config, run_dir, log, plan.is_writer)
+    train_images, val_images, skipped = _decode_splits(splits, config, run_dir, log, plan)
     for warning in training_warnings(splits, train_images, val_images):
         log(warning)
 
@@ -991,6 +995,11 @@ def _fit_in_scope(
             )
     fit_args = {
         "x": train_batches,
+        # The batches are already shuffled, by (seed, epoch) alone. Keras's own shuffle would also
+        # reorder them with Python's global generator, which JAX's fit draws from once more when it
+        # peeks at a batch to build the model: a resumed run would see another order than the
+        # run that never stopped, and the processes of a run could disagree.
+        "shuffle": False,
         "validation_data": val_batches,
         "callbacks": callbacks,
         "class_weight": weights,
