@@ -209,18 +209,19 @@ def colour_classes(root: Path, per_class: int, flip_share: float, seed: int = 0)
 
 @pytest.mark.slow
 def test_label_issues_rank_the_flipped_labels_first(tmp_path):
-    """6 of 120 labels flipped (5 %); 3 folds of 6 epochs of a tiny CNN: the top 6 of the ranking
-    hold at least 5 of them (measured: all 6)."""
+    """6 of 120 labels flipped (5 %); 3 folds of 10 epochs of a tiny CNN: the top 6 of the ranking
+    hold at least 5 of them (measured: 5, in two runs; at a learning rate of 0.01 one fold's
+    tiny model can stall at chance, and the ranking then finds 4)."""
     pytest.importorskip("cleanlab")
     pytest.importorskip("keras")
     root = tmp_path / "colours"
     flipped = colour_classes(root, 30, 0.05)
     tiny = ["data.image_size=32", "data.batch_size=8", "model.filters=[8]", "model.dense_units=8"]
-    config = load_config([], [f"data.root={root}", *tiny, "train.learning_rate=0.01"])
+    config = load_config([], [f"data.root={root}", *tiny, "train.learning_rate=0.003"])
     messages = []
-    options = {"folds": 3, "epochs": 6}
+    options = {"folds": 3, "epochs": 10}
     report = run_check(config, tmp_path / "r", log=messages.append, label_issues=options, progress=False)
-    assert "3 trainings of 6 epoch(s)" in messages[1]  # the cost, said before it starts
+    assert "3 trainings of 10 epoch(s)" in messages[1]  # the cost, said before it starts
     issues = report.findings["label-issues"]
     top = {i["path"] for i in issues[: len(flipped)]}
     assert len(flipped) == 6 and len(top & flipped) >= 5, issues[:8]

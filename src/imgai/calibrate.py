@@ -199,18 +199,12 @@ def check_run_data(model_path: str | Path) -> None:
 def _run_splits(model_path: Path, class_names: list[str] | None):
     """(validation FileList, test FileList or None, seed, infer settings) of the model's run;
     ``class_names``: the model's, checked against the data's (None: not checked)."""
-    from imgai.config import build_config, read_yaml
-    from imgai.data import resolve_splits
-    from imgai.runs import CONFIG_FILE
+    from imgai.evaluate import run_config_and_splits
 
-    config_path = model_path.parent / CONFIG_FILE
-    if not config_path.is_file():
-        raise ImgaiError(
-            f"'{model_path}' is not inside a run folder (no {CONFIG_FILE} beside it): calibration fits on "
-            "the run's validation split; pass a model from a run folder (`model_path` or `run`)"
-        )
-    config = build_config(read_yaml(config_path))
-    splits = resolve_splits(config.data, config.seed)
+    config, splits = run_config_and_splits(
+        model_path,
+        "calibration fits on the run's validation split; pass a model from a run folder (`model_path` or `run`)",
+    )
     if splits.val is None or len(splits.val) == 0:
         raise ImgaiError(
             f"the run in '{model_path.parent}' has no validation split (no val/ folder, data.validation_split "

@@ -76,6 +76,30 @@ _ERRNO_HINTS = {
 }
 
 
+def model_options(verb: str, artifacts: bool = False):
+    """--model / --run / --runs-dir, the same for every command that reads a trained model."""
+    model_help = (
+        "A .keras file or run folder, or an exported model.onnx, model.tflite, model.xml or "
+        "SavedModel folder (default: latest run's best.keras)."
+        if artifacts
+        else "A .keras file or run folder (default: latest run's best.keras)."
+    )
+    options = [
+        click.option("--model", "model_path", default=None, metavar="PATH", help=model_help),
+        click.option("--run", default=None, metavar="NAME", help=f"{verb} this run's best.keras."),
+        click.option(
+            "--runs-dir", default=None, metavar="DIR", help="Where runs live (default: output.dir, runs)."
+        ),
+    ]
+
+    def apply(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return apply
+
+
 def _handle_errors(fn):
     """User mistakes -> one line and their exit code; Ctrl-C -> exit 130; no tracebacks for either."""
 
@@ -535,15 +559,7 @@ eval_cmd.help = eval_cmd.help.replace("METRIC_NAMES", _metric_help())
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option(
-    "--model",
-    "model_path",
-    default=None,
-    metavar="PATH",
-    help="A .keras file or run folder (default: latest run's best.keras).",
-)
-@click.option("--run", default=None, metavar="NAME", help="Calibrate this run's best.keras.")
-@click.option("--runs-dir", default=None, metavar="DIR", help="Where runs live (default: output.dir, runs).")
+@model_options("Calibrate")
 @click.option(
     "--target-accuracy",
     type=float,
@@ -595,16 +611,7 @@ def _read_stdin_paths() -> list[str]:
 
 @cli.command(context_settings=CONTEXT, short_help="Class names and probabilities for images and folders.")
 @click.argument("paths", nargs=-1, required=True, metavar="IMAGE_FOLDER_OR_GLOB...")
-@click.option(
-    "--model",
-    "model_path",
-    default=None,
-    metavar="PATH",
-    help="A .keras file or run folder, or an exported model.onnx, model.tflite, model.xml or "
-    "SavedModel folder (default: latest run's best.keras).",
-)
-@click.option("--run", default=None, metavar="NAME", help="Use this run's best.keras.")
-@click.option("--runs-dir", default=None, metavar="DIR", help="Where runs live (default: output.dir, runs).")
+@model_options("Use", artifacts=True)
 @click.option(
     "-k",
     "--top-k",
@@ -729,15 +736,7 @@ def predict(
     context_settings=CONTEXT, short_help="Grad-CAM heat map: what part of an image drove the answer."
 )
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
-@click.option(
-    "--model",
-    "model_path",
-    default=None,
-    metavar="PATH",
-    help="A .keras file or run folder (default: latest run's best.keras).",
-)
-@click.option("--run", default=None, metavar="NAME", help="Use this run's best.keras.")
-@click.option("--runs-dir", default=None, metavar="DIR", help="Where runs live (default: output.dir, runs).")
+@model_options("Use")
 @click.option(
     "--class",
     "class_name",
@@ -817,15 +816,7 @@ def explain(images, model_path, run, runs_dir, class_name, output, output_dir, l
 @cli.command(
     "export", context_settings=CONTEXT, short_help="Export a model for deployment, each file re-scored."
 )
-@click.option(
-    "--model",
-    "model_path",
-    default=None,
-    metavar="PATH",
-    help="A .keras file or run folder (default: latest run).",
-)
-@click.option("--run", default=None, metavar="NAME", help="Export this run's best.keras.")
-@click.option("--runs-dir", default=None, metavar="DIR", help="Where runs live (default: output.dir, runs).")
+@model_options("Export")
 @click.option(
     "-f",
     "--format",

@@ -59,19 +59,24 @@ def eval_files_from_folder(folder: str | Path, model_classes: list[str]) -> File
     return FileList(files.paths, labels, list(model_classes), str(folder))
 
 
-def run_splits(model_path: Path, model_classes: list[str]):
-    """The data splits of the run that produced ``model_path`` (checked against its classes)."""
+def run_config_and_splits(model_path: Path, fix: str):
+    """(config, splits) of the run that produced ``model_path``; ``fix`` finishes the error line
+    when the model is not inside a run folder."""
     from imgai.config import build_config, read_yaml
     from imgai.data import resolve_splits
 
     config_path = model_path.parent / CONFIG_FILE
     if not config_path.is_file():
-        raise ImgaiError(
-            f"'{model_path}' is not inside a run folder (no {CONFIG_FILE} "
-            "beside it): pass `data_dir` (a folder of labelled images) to say what to score"
-        )
+        raise ImgaiError(f"'{model_path}' is not inside a run folder (no {CONFIG_FILE} beside it): {fix}")
     config = build_config(read_yaml(config_path))
-    splits = resolve_splits(config.data, config.seed)
+    return config, resolve_splits(config.data, config.seed)
+
+
+def run_splits(model_path: Path, model_classes: list[str]):
+    """The data splits of the run that produced ``model_path`` (checked against its classes)."""
+    _, splits = run_config_and_splits(
+        model_path, "pass `data_dir` (a folder of labelled images) to say what to score"
+    )
     for chosen in (splits.test, splits.val):
         if chosen is not None and chosen.class_names != list(model_classes):
             raise ImgaiError(
