@@ -278,7 +278,9 @@ def write_rows(
         elif row.error:  # the table is for a terminal: names escaped, one row per file
             out.write(f"{printable(row.path)}: ERROR {printable(row.error)}\n")
         else:
-            top = ", ".join(f"{printable(c)} {p:.1%}" for c, p in row.top(class_names, k))
+            from imgai.plots import percent  # never "100.0%" for a share below 1
+
+            top = ", ".join(f"{printable(c)} {percent(p, 1)}" for c, p in row.top(class_names, k))
             if abstain is not None and abstain.abstains(row):
                 top = f"{printable(abstain.label)} (confidence below {abstain.min_confidence:g}: {top})"
             out.write(f"{printable(row.path)}: {top}\n")
