@@ -76,6 +76,16 @@ _ERRNO_HINTS = {
 }
 
 
+# eval and predict average over the same views.
+tta_option = click.option(
+    "--tta",
+    default=None,
+    type=click.Choice(["none", "flip", "flip+crops"]),
+    help="Test-time augmentation: average over the image and its mirror (flip) or also four corner "
+    f"crops (flip+crops, 10x slower) ({SCHEMA_DEFAULT.format(key='infer.tta')}).",
+)
+
+
 def model_options(verb: str, artifacts: bool = False):
     """--model / --run / --runs-dir, the same for every command that reads a trained model."""
     model_help = (
@@ -455,13 +465,7 @@ def train(
     metavar="A",
     help="Print the smallest confidence threshold whose answered validation images reach accuracy A.",
 )
-@click.option(
-    "--tta",
-    default=None,
-    type=click.Choice(["none", "flip", "flip+crops"]),
-    help="Test-time augmentation: average over the image and its mirror (flip) or also four corner "
-    f"crops (flip+crops, 10x slower) ({SCHEMA_DEFAULT.format(key='infer.tta')}).",
-)
+@tta_option
 @_handle_errors
 def eval_cmd(
     model_path,
@@ -655,13 +659,7 @@ def _read_stdin_paths() -> list[str]:
     metavar="TEXT",
     help="The answer below --min-confidence (default: infer.unknown_label, 'unknown').",
 )
-@click.option(
-    "--tta",
-    default=None,
-    type=click.Choice(["none", "flip", "flip+crops"]),
-    help="Test-time augmentation: average over the image and its mirror (flip) or also four corner "
-    f"crops (flip+crops, 10x slower) ({SCHEMA_DEFAULT.format(key='infer.tta')}).",
-)
+@tta_option
 @_handle_errors
 def predict(
     paths, model_path, run, runs_dir, top_k, fmt, output, batch_size, min_confidence, unknown_label, tta
