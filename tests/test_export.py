@@ -276,3 +276,36 @@ def test_predicting_with_onnx_or_litert_imports_neither_tensorflow_nor_keras(pro
     )
     assert missing.returncode == 2 and "pip install" in missing.stderr and "Traceback" not in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
+
+
+@needs_export
+def test_exported_batchnorm_uses_its_moving_statistics(tmp_path):
+    """A saved graph records training=True on its resize node; exported as traced, every
+    BatchNormalization after it normalised each batch by its own statistics (an ONNX file that
+    answered per batch, not per image). The exporters get the model in inference mode."""
+    import keras
+    import onnx
+    import onnxruntime as ort
+
+    from imgai.config import load_config
+    from imgai.export import write_artifact
+    from imgai.modelfile import load_model, save_model
+    from imgai.models import create_model
+
+    settings = load_config([], ["model.name=sepresnet", "model.widths=[4,8,8]", "model.depth=1"])
+    model = create_model(settings.model, (32, 32), 3, 3)
+    for layer in model.layers:  # moving statistics far from any one batch's
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(np.full(layer.moving_mean.shape, 0.5, "float32"))
+            layer.moving_variance.assign(np.full(layer.moving_variance.shape, 4.0, "float32"))
+    save_model(model, tmp_path / "m.keras", {"class_names": ["a", "b", "c"], "image_size": [32, 32]})
+    loaded, info = load_model(tmp_path / "m.keras")
+    path = write_artifact(loaded, "onnx", "none", tmp_path, info.to_metadata())
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert "ReduceMean" not in ops  # no batch statistics in the graph
+    images = np.random.default_rng(0).integers(0, 256, (6, 40, 30, 3)).astype("float32")
+    session = ort.InferenceSession(str(path))
+    exported = session.run(None, {session.get_inputs()[0].name: images})[0]
+    np.testing.assert_allclose(exported, loaded.predict(images, verbose=0), atol=1e-4)
+    one = session.run(None, {session.get_inputs()[0].name: images[:1]})[0]
+    np.testing.assert_allclose(one[0], exported[0], atol=1e-5)  # an image's answer, whatever its batch

@@ -314,6 +314,7 @@ def write_artifact(
         "openvino": "openvino",
     }
     options = litert_options(quantization, calibration, int8_io) if fmt == "litert" else {}
+    model = inference_graph(model)
     import warnings
 
     from imgai.quiet import stderr_parked
@@ -330,6 +331,25 @@ def write_artifact(
             raise ImgaiError(f"Keras could not export this model to {fmt} ({first}){hint}") from None
     _embed_metadata(path, fmt, metadata)
     return path
+
+
+def inference_graph(model):
+    """``model`` called with ``training=False``, as the graph the exporters trace.
+
+    The exporters trace ``model(x)`` with ``training`` unset, and a saved functional graph can
+    carry ``training=True`` on its resize node (Keras records it there); that value then reached
+    every later layer, so BatchNormalization normalised each batch by its own statistics in the
+    exported file (an ONNX file of a ``sepresnet`` model agreed with the .keras on 90 % of the
+    flowers photos). Wrapping the model fixes the mode; the input keeps its name."""
+    import keras
+
+    name = model.inputs[0].name.split(":")[0] if model.inputs else "image"
+    inputs = keras.Input(shape=model.input_shape[1:], name=name, dtype=model.inputs[0].dtype)
+    wrapped = keras.Model(inputs, model(inputs, training=False), name=model.name)
+    wrapped(
+        np.zeros((1, *[d or 32 for d in model.input_shape[1:]]), dtype="float32")
+    )  # exporters need a call
+    return wrapped
 
 
 def reject(path: Path) -> Path:
