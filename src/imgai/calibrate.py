@@ -27,25 +27,22 @@ from pathlib import Path
 
 import numpy as np
 
+from imgai import stats
 from imgai.errors import ImgaiError
+from imgai.stats import ECE_BINS
 
 CALIBRATED_MODEL = "calibrated.keras"
 CALIBRATION_REPORT = "calibration.json"
-ECE_BINS = 15
 # Searched on log T; metadata accepts 1e-3..1e3 (modelfile.check_metadata).
 TEMPERATURE_RANGE = (1e-2, 1e2)
 
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
-    """Top-label ECE with ``bins`` equal-width confidence bins (right-closed: (0, 1/bins], ...):
-    the one definition of :mod:`imgai.stats`, the same figure ``imgai eval`` reports."""
-    from imgai.stats import expected_calibration_error as ece
-
+    """Top-label ECE of class probabilities: :func:`imgai.stats.expected_calibration_error`, the
+    figure ``imgai eval`` reports."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    labels = np.asarray(labels, dtype=np.int64)
-    if len(labels) == 0:
-        return float("nan")
-    return ece(probabilities.max(axis=1), probabilities.argmax(axis=1) == labels, bins)
+    correct = probabilities.argmax(axis=1) == np.asarray(labels) if len(labels) else np.zeros(0, bool)
+    return stats.expected_calibration_error(probabilities.max(axis=1, initial=0.0), correct, bins)
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:

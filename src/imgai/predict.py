@@ -248,6 +248,8 @@ def write_rows(
     programs. With ``abstain``, every format also gives the answer (a class, or the unknown label
     below the threshold): an ``answer`` key / column, or ``unknown (...)`` in the table.
     Returns ``(rows written, rows with an error)``."""
+    from imgai.plots import percent  # never "100.0%" for a share below 1
+
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}")
     k = min(top_k, len(class_names))
@@ -278,8 +280,6 @@ def write_rows(
         elif row.error:  # the table is for a terminal: names escaped, one row per file
             out.write(f"{printable(row.path)}: ERROR {printable(row.error)}\n")
         else:
-            from imgai.plots import percent  # never "100.0%" for a share below 1
-
             top = ", ".join(f"{printable(c)} {percent(p, 1)}" for c, p in row.top(class_names, k))
             if abstain is not None and abstain.abstains(row):
                 top = f"{printable(abstain.label)} (confidence below {abstain.min_confidence:g}: {top})"
