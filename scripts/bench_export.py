@@ -49,7 +49,9 @@ def main() -> None:
     )
     parser.add_argument("--run", required=True, help="a run folder with best.keras and config.yaml")
     parser.add_argument("--formats", default="keras,savedmodel,onnx,litert,openvino")
-    parser.add_argument("--quantize", default="none,float16,dynamic,int8", help="LiteRT quantizations")
+    parser.add_argument(
+        "--quantize", default="none,float16,dynamic,int8,int8-per-tensor", help="LiteRT quantizations"
+    )
     parser.add_argument("--data", default=None, help="labelled images (default: the run's test/val split)")
     parser.add_argument("--timing", type=float, default=3.0, help="seconds of timing per artifact")
     args = parser.parse_args()
@@ -105,12 +107,12 @@ def main() -> None:
         (r["size_bytes"] for r in rows if r["format"] == "litert" and r["quantization"] == "none"), None
     )
     header = (
-        f"{'artifact':<20} {'quant':<8} {'size MB':>8} {'x keras':>7} {'accuracy':>8} {'agree':>7} "
+        f"{'artifact':<28} {'quant':<15} {'size MB':>8} {'x keras':>7} {'accuracy':>8} {'agree':>7} "
         f"{'b1 p50 ms':>9} {'speed-up':>8} {'b32 img/s':>9} {'x keras':>7}"
     )
     print(header)
     print(
-        f"{'best.keras (Keras)':<20} {'-':<8} {keras_size / 1e6:>8.2f} {1:>7.2f} {keras_accuracy:>8.2%} {'-':>7} "
+        f"{'best.keras (Keras)':<28} {'-':<15} {keras_size / 1e6:>8.2f} {1:>7.2f} {keras_accuracy:>8.2%} {'-':>7} "
         f"{keras_p50:>9.2f} {1:>8.2f} {keras_ips:>9.0f} {1:>7.2f}"
     )
     summary = []
@@ -131,7 +133,7 @@ def main() -> None:
             entry["litert_float32_over_this"] = round(float_litert / r["size_bytes"], 2)
         summary.append(entry)
         print(
-            f"{r['file']:<20} {r['quantization']:<8} {r['size_bytes'] / 1e6:>8.2f} {entry['size_ratio']:>7.2f} "
+            f"{r['file']:<28} {r['quantization']:<15} {r['size_bytes'] / 1e6:>8.2f} {entry['size_ratio']:>7.2f} "
             f"{r['accuracy']:>8.2%} {r['agreement']:>7.2%} {r['latency_ms_p50']:>9.2f} "
             f"{entry['latency_speedup']:>8.2f} {r['throughput_ips']:>9.0f} {entry['throughput_ratio']:>7.2f}"
         )

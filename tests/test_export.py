@@ -161,6 +161,12 @@ def test_int8_is_calibrated_smaller_and_a_failing_artifact_is_refused(project):
     else:  # a perfect tiny model passes even that
         assert refused.exit_code == 0
 
+    # auto keeps the smallest file that passes: per-tensor int8 is tried first.
+    smallest = export(project, "--format", "litert", "--quantize", "auto", "--max-drop", "accuracy=1")
+    assert smallest.exit_code == 0, smallest.output
+    rows = json.loads((project / "runs" / "m" / "export" / "3" / "export.json").read_text())["artifacts"]
+    assert [(r["file"], r["passed"]) for r in rows] == [("model.int8-per-tensor.tflite", True)]
+
 
 def test_the_guardrail_fails_a_model_whose_preprocessing_was_lost():
     """An artifact fed images rescaled twice (0..1 into a model that divides by 255 itself)."""
@@ -309,3 +315,37 @@ def test_exported_batchnorm_uses_its_moving_statistics(tmp_path):
     np.testing.assert_allclose(exported, loaded.predict(images, verbose=0), atol=1e-4)
     one = session.run(None, {session.get_inputs()[0].name: images[:1]})[0]
     np.testing.assert_allclose(one[0], exported[0], atol=1e-5)  # an image's answer, whatever its batch
+
+
+@needs_export
+def test_int8_per_tensor_drops_the_per_channel_scales(tmp_path):
+    """int8 scales each output channel of a weight tensor (a float32 scale and an int64 zero point
+    apiece); int8-per-tensor keeps one scale per convolution's weights: a smaller file."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from imgai.artifacts import load_artifact
+    from imgai.config import load_config
+    from imgai.export import write_artifact
+    from imgai.models import create_model
+
+    settings = load_config([], ["model.name=sepresnet", "model.widths=[16,32,64]", "model.depth=1"])
+    model = create_model(settings.model, (32, 32), 3, 3)
+    rng = np.random.default_rng(0)
+    calibration = rng.integers(0, 256, (16, 32, 32, 3)).astype("float32")
+    metadata = {"class_names": ["a", "b", "c"], "image_size": [32, 32], "color_mode": "rgb"}
+    scales, sizes, answers = {}, {}, {}
+    for quantization in ("int8", "int8-per-tensor"):
+        path = write_artifact(model, "litert", quantization, tmp_path, metadata, calibration)
+        sizes[quantization] = path.stat().st_size
+        interpreter = Interpreter(model_path=str(path))
+        interpreter.allocate_tensors()
+        scales[quantization] = [
+            len(t["quantization_parameters"]["scales"]) for t in interpreter.get_tensor_details()
+        ]
+        runner, _ = load_artifact(path, metadata)
+        answers[quantization] = runner.predict_on_batch(calibration[:8])
+    assert max(scales["int8"]) == 64  # the widest convolution, a scale per output channel
+    assert max(scales["int8-per-tensor"]) <= 3  # one per tensor (the softmax Dense keeps its 3)
+    assert sum(scales["int8-per-tensor"]) * 4 < sum(scales["int8"])
+    assert sizes["int8-per-tensor"] < sizes["int8"]
+    np.testing.assert_allclose(answers["int8-per-tensor"].sum(1), 1, atol=0.02)

@@ -829,7 +829,7 @@ def explain(images, model_path, run, runs_dir, class_name, output, output_dir, l
     "--quantize",
     default="none",
     show_default=True,
-    type=click.Choice(["none", "float16", "dynamic", "int8", "auto"]),
+    type=click.Choice(["none", "float16", "dynamic", "int8", "int8-per-tensor", "auto"]),
     help="LiteRT quantization; auto keeps the smallest that passes the guardrail.",
 )
 @click.option(

@@ -12,7 +12,9 @@ by accident, its row stays in ``export.json``.
 Quantization applies to LiteRT: ``float16`` and ``dynamic`` (int8 weights) are the converter's
 options, ``int8`` is full-integer post-training quantization calibrated on a seeded sample of the
 run's own training images, decoded by :func:`imgai.data.load_images` exactly as training decodes
-them; ``auto`` tries int8, dynamic, float16, none (smallest first) and keeps the first that passes.
+them (weights scaled per output channel); ``int8-per-tensor`` is the same with one scale per
+weight tensor. ``auto`` tries int8-per-tensor, int8, dynamic, float16, none (smallest first) and
+keeps the first that passes.
 
 The resize and rescale layers are inside every artifact: each takes raw 0..255 pixels.
 """
@@ -36,8 +38,9 @@ from imgai.artifacts import ONNX_METADATA_KEY, SIDECAR, artifact_size, load_arti
 from imgai.errors import ImgaiError
 
 FORMATS = ("keras", "savedmodel", "onnx", "litert", "openvino")
-QUANTIZATIONS = ("none", "float16", "dynamic", "int8", "auto")
-AUTO_ORDER = ("int8", "dynamic", "float16", "none")  # smallest file first
+QUANTIZATIONS = ("none", "float16", "dynamic", "int8", "int8-per-tensor", "auto")
+INT8 = ("int8", "int8-per-tensor")  # full-integer: calibrated on training images
+AUTO_ORDER = ("int8-per-tensor", "int8", "dynamic", "float16", "none")  # smallest file first
 INT8_IO = ("float32", "uint8", "int8")
 EXPORT_FILE = "export.json"
 MODEL_CARD = "model_card.md"
@@ -59,6 +62,7 @@ _NEEDS = {
     "openvino": [("openvino", "pip install 'imgai[openvino]'")],
 }
 _NEXT_TRY = {
+    "int8-per-tensor": "try --quantize int8 (a scale per output channel keeps more precision)",
     "int8": "try --quantize dynamic (int8 weights, float activations) or float16",
     "dynamic": "try --quantize float16",
     "float16": "try --quantize none",
@@ -233,7 +237,7 @@ def litert_options(quantization: str, calibration: np.ndarray | None, int8_io: s
     options: dict[str, Any] = {"optimizations": [tf.lite.Optimize.DEFAULT]}
     if quantization == "float16":
         options["target_spec"] = {"supported_types": [tf.float16]}
-    elif quantization == "int8":
+    elif quantization in INT8:
         images = calibration if calibration is not None else np.zeros((0,))
 
         def representative_dataset():
@@ -242,6 +246,12 @@ def litert_options(quantization: str, calibration: np.ndarray | None, int8_io: s
 
         options["representative_dataset"] = representative_dataset
         options["target_spec"] = {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]}
+        if quantization == "int8-per-tensor":
+            # Per-channel weights carry a float32 scale and an int64 zero point per output channel:
+            # on a small, wide model that is a sixth of the int8 file. One scale per tensor drops
+            # them (and suits accelerators that only take per-tensor weights), at some precision.
+            # The converter's own switch; Keras sets any converter attribute it is given.
+            options["_experimental_disable_per_channel"] = True
         if int8_io != "float32":
             dtype = tf.uint8 if int8_io == "uint8" else tf.int8
             options["inference_input_type"] = dtype
@@ -371,7 +381,7 @@ def next_export_dir(parent: Path) -> Path:
 def input_spec(fmt: str, metadata: dict, quantization: str = "none", int8_io: str = "float32") -> dict:
     """The input tensor one artifact takes, as documented in docs/export.md."""
     channels = 1 if metadata["color_mode"] == "grayscale" else 3
-    dtype = int8_io if (fmt == "litert" and quantization == "int8") else "float32"
+    dtype = int8_io if (fmt == "litert" and quantization in INT8) else "float32"
     layout = "NHWC"
     return {
         "shape": ["batch", "height", "width", channels],
@@ -513,7 +523,7 @@ def export_model(
             if candidates[0] == "auto":
                 candidates = list(AUTO_ORDER)
             for quantization in candidates:
-                if quantization == "int8" and calibration is None:
+                if quantization in INT8 and calibration is None:
                     calibration = _calibration_images(model_path, meta, calibration_images, seed, log)
                 row = _export_one(model, fmt, quantization, work, metadata, calibration, int8_io, check)
                 rows.append(row)
