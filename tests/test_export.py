@@ -209,6 +209,14 @@ def test_bad_input_gives_one_line_and_exit_2(project, tmp_path, split_dataset):
     wrong = export(project, "--format", "keras", "--data", str(other))
     assert wrong.exit_code == 2 and "differ from the model's classes" in wrong.output
     assert not list((project / "runs" / "m").glob("export/.*tmp*"))  # nothing half-written
+    alone = tmp_path / "alone" / "best.keras"  # outside its run folder: no training images
+    alone.parent.mkdir()
+    alone.write_bytes((project / "runs" / "m" / "best.keras").read_bytes())
+    uncalibrated = imgai(
+        "export", "--model", str(alone), "--format", "litert", "--quantize", "int8", cwd=project
+    )
+    assert uncalibrated.exit_code == 2 and "use --quantize dynamic" in uncalibrated.output
+    assert sorted(p.name for p in alone.parent.iterdir()) == ["best.keras"]  # no export folder begun
 
     corrupt = tmp_path / "model.onnx"
     corrupt.write_bytes(b"not an onnx file")

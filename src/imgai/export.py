@@ -394,18 +394,14 @@ def input_spec(fmt: str, metadata: dict, quantization: str = "none", int8_io: st
 
 def _calibration_images(model_path: Path, metadata: dict, count: int, seed: int, log) -> np.ndarray:
     """A seeded sample of the run's training images, decoded exactly as training decodes them."""
-    from imgai.config import build_config, read_yaml
-    from imgai.data import load_images, resolve_splits
-    from imgai.runs import CONFIG_FILE
+    from imgai.data import load_images
+    from imgai.evaluate import run_config_and_splits
 
-    config_path = model_path.parent / CONFIG_FILE
-    if not config_path.is_file():
-        raise ImgaiError(
-            f"int8 calibration uses the run's training images, but '{model_path}' has no {CONFIG_FILE} "
-            "beside it: export from a run folder, or use --quantize dynamic"
-        )
-    config = build_config(read_yaml(config_path))
-    train = resolve_splits(config.data, config.seed).train
+    _, splits = run_config_and_splits(
+        model_path,
+        "int8 calibration uses the run's training images; export from a run folder, or use --quantize dynamic",
+    )
+    train = splits.train
     if train.class_names != list(metadata["class_names"]):
         raise ImgaiError(f"the training data of '{model_path.parent}' no longer has the model's classes")
     rng = np.random.RandomState(seed)
@@ -480,6 +476,13 @@ def export_model(
     model, info = load_model(model_path)
     meta = info.to_metadata()
     classes = list(info.class_names)
+    # Quantization applies to litert alone, and auto starts with int8-per-tensor. Sampled before
+    # the check images are decoded, so a model outside its run folder fails at once.
+    calibration = (
+        _calibration_images(model_path, meta, calibration_images, seed, log)
+        if quantize in (*INT8, "auto")
+        else None
+    )
     files = (
         eval_files_from_folder(data_dir, classes)
         if data_dir is not None
@@ -516,15 +519,12 @@ def export_model(
     work.mkdir()
     try:
         rows, failures = [], []
-        calibration = None
         check = _Check(decoded, reference, reference_metrics, guard, batch_size, timing_seconds, log)
         for fmt in formats:
             candidates = [quantize if fmt == "litert" else "none"]
             if candidates[0] == "auto":
                 candidates = list(AUTO_ORDER)
             for quantization in candidates:
-                if quantization in INT8 and calibration is None:
-                    calibration = _calibration_images(model_path, meta, calibration_images, seed, log)
                 row = _export_one(model, fmt, quantization, work, metadata, calibration, int8_io, check)
                 rows.append(row)
                 if row["passed"]:
